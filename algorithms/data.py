@@ -1,0 +1,784 @@
+"""The one module every algorithm script shares: datasets, tensors on the device, evaluation.
+
+Any Minari id works. Remote ids (`mujoco/hopper/medium-v0`, `D4RL/antmaze/large-play-v1`, ...) go
+through `minari.load_dataset(id, download=True)`. The local suite (`pendulum/*`, `pointmaze/*`) is
+built on first use by scripted behaviour policies, written as a real Minari dataset, then loaded
+through that very same call. Run `python algorithms/data.py --help` to list or prebuild the suite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import io
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+import uuid
+import warnings
+from collections import deque
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Callable
+
+import gymnasium as gym
+import minari
+import numpy as np
+import torch
+from minari.data_collector import EpisodeBuffer
+
+# ----------------------------------------------------------------------------------------------
+# Errors: one sentence naming what was wrong and what to do.
+
+
+class DatasetError(ValueError):
+    """A dataset id, file or content a user can fix."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Scripted experts. Both work on batches of flat observations (numpy) and are exact enough to be
+# the "expert" of the local suite and of the action-MSE analysis (Park et al. 2024).
+
+PENDULUM_LQR_GAINS = (19.69, 5.26)  # discrete LQR of the linearised pendulum, Q = diag(1, .1), R = .001
+PENDULUM_UPRIGHT_ENERGY = 15.0  # E = w^2/2 + 15 cos(theta) is 15 at rest upright (g = 10, l = 1)
+
+
+def pendulum_expert(observations: np.ndarray) -> np.ndarray:
+    """Energy pumping to swing up, LQR to balance. observations: (N, 3) = [cos, sin, theta_dot]."""
+    theta = np.arctan2(observations[:, 1], observations[:, 0])
+    omega = observations[:, 2]
+    energy = 0.5 * omega**2 + PENDULUM_UPRIGHT_ENERGY * np.cos(theta)
+    balance = -(PENDULUM_LQR_GAINS[0] * theta + PENDULUM_LQR_GAINS[1] * omega)
+    # pump in the direction of motion while below the upright energy, brake above it
+    pump = 2.0 * np.where((PENDULUM_UPRIGHT_ENERGY - energy) * np.where(omega == 0, 1.0, omega) >= 0, 1.0, -1.0)
+    near_top = (np.abs(theta) < 0.6) & ((np.abs(energy - PENDULUM_UPRIGHT_ENERGY) < 6) | (np.abs(theta) < 0.2))
+    return np.clip(np.where(near_top, balance, pump), -2.0, 2.0)[:, None].astype(np.float32)
+
+
+class MazeExpert:
+    """Waypoint PD controller over a BFS path through the maze grid (the D4RL maze2d recipe).
+
+    Observations are flat: [x, y, vx, vy, goal_x, goal_y]. The waypoint is the centre of the
+    neighbouring cell closer to the goal; once in or next to the goal cell it is the goal itself.
+    """
+
+    def __init__(self, maze_map: list[list], position_gain: float = 10.0, velocity_gain: float = 1.0):
+        self.free = np.array([[cell != 1 for cell in row] for row in maze_map])
+        self.rows, self.cols = self.free.shape
+        self.position_gain, self.velocity_gain = position_gain, velocity_gain
+        self._next_cell: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def cell_centre(self, rowcol: np.ndarray) -> np.ndarray:
+        """Same convention as gymnasium_robotics' Maze.cell_rowcol_to_xy (scaling 1)."""
+        rowcol = np.asarray(rowcol, dtype=np.float64)
+        return np.stack([rowcol[..., 1] + 0.5 - self.cols / 2, self.rows / 2 - rowcol[..., 0] - 0.5], -1)
+
+    def cell_of(self, xy: np.ndarray) -> np.ndarray:
+        row = np.floor(self.rows / 2 - xy[..., 1]).astype(int).clip(0, self.rows - 1)
+        col = np.floor(xy[..., 0] + self.cols / 2).astype(int).clip(0, self.cols - 1)
+        return np.stack([row, col], -1)
+
+    def distances_from(self, cell: tuple[int, int]) -> np.ndarray:
+        """BFS distance (in cells) from `cell` to every free cell; inf in walls."""
+        distance = np.full(self.free.shape, np.inf)
+        distance[cell] = 0
+        queue = deque([cell])
+        while queue:
+            r, c = queue.popleft()
+            for nr, nc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+                if 0 <= nr < self.rows and 0 <= nc < self.cols and self.free[nr, nc] and distance[nr, nc] == np.inf:
+                    distance[nr, nc] = distance[r, c] + 1
+                    queue.append((nr, nc))
+        return distance
+
+    def _table(self, goal_cell: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """For every cell: the centre of its neighbour closest to goal_cell, and its distance."""
+        if goal_cell not in self._next_cell:
+            distance = self.distances_from(goal_cell)
+            padded = np.pad(distance, 1, constant_values=np.inf)
+            neighbours = np.stack([padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]])
+            step = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]])[neighbours.argmin(0)]
+            rows, cols = np.indices(distance.shape)
+            self._next_cell[goal_cell] = (self.cell_centre(np.stack([rows, cols], -1) + step), distance)
+        return self._next_cell[goal_cell]
+
+    def __call__(self, observations: np.ndarray) -> np.ndarray:
+        position, velocity, goal = observations[:, 0:2], observations[:, 2:4], observations[:, 4:6]
+        cells, goal_cells = self.cell_of(position), self.cell_of(goal)
+        waypoint = goal.copy()
+        for goal_cell in {tuple(g) for g in goal_cells}:
+            rows = np.all(goal_cells == goal_cell, axis=1)
+            next_centre, distance = self._table(goal_cell)
+            r, c = cells[rows, 0], cells[rows, 1]
+            far = distance[r, c] > 1  # in or next to the goal cell (or stuck in a wall): head for the goal
+            waypoint[np.flatnonzero(rows)[far]] = next_centre[r[far], c[far]]
+        action = self.position_gain * (waypoint - position) - self.velocity_gain * velocity
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# The local suite: ids, behaviour policies and the builder.
+
+
+def _maze_map(name: str) -> list[list]:
+    from gymnasium_robotics.envs.maze import maps
+
+    base = {"umaze": maps.U_MAZE, "medium": maps.MEDIUM_MAZE, "large": maps.LARGE_MAZE}[name]
+    start, goal = MAZE_TASKS[name]["start"], MAZE_TASKS[name]["goal"]
+    maze = [list(row) for row in base]
+    maze[start[0]][start[1]], maze[goal[0]][goal[1]] = "r", "g"
+    return maze
+
+
+# Fixed evaluation task per maze (start cell -> goal cell, like D4RL's eval maps); the stitch
+# datasets' hops are at most `hop` cells long, shorter than the start->goal path (6/10/17 cells).
+MAZE_TASKS = {
+    "umaze": {"env": "PointMaze_UMaze-v3", "start": (3, 1), "goal": (1, 1), "hop": 3},
+    "medium": {"env": "PointMaze_Medium-v3", "start": (6, 1), "goal": (1, 6), "hop": 4},
+    "large": {"env": "PointMaze_Large-v3", "start": (7, 1), "goal": (1, 10), "hop": 5},
+}
+PENDULUM_KINDS = ("random", "medium", "expert", "medium-expert", "mixed")
+MAZE_KINDS = ("expert", "medium", "stitch")
+LOCAL_SUITE = tuple(f"pendulum/{kind}-v0" for kind in PENDULUM_KINDS) + tuple(
+    f"pointmaze/{maze}-{kind}-v0" for maze in MAZE_TASKS for kind in MAZE_KINDS
+)
+# Well-known remote ids, only to suggest close matches when an id is mistyped and there is no network.
+KNOWN_REMOTE = tuple(
+    [f"mujoco/{env}/{kind}-v0" for env in ("halfcheetah", "hopper", "walker2d", "ant", "humanoid", "swimmer",
+     "pusher", "reacher", "invertedpendulum", "inverteddoublependulum") for kind in ("simple", "medium", "expert")]
+    + [f"D4RL/antmaze/{m}-v1" for m in ("umaze", "umaze-diverse", "medium-play", "medium-diverse", "large-play", "large-diverse")]
+    + [f"D4RL/pointmaze/{m}-v2" for m in ("umaze", "umaze-dense", "medium", "medium-dense", "large", "large-dense")]
+    + [f"D4RL/kitchen/{m}-v2" for m in ("complete", "partial", "mixed")]
+    + [f"D4RL/{env}/{kind}-v2" for env in ("pen", "door", "hammer", "relocate") for kind in ("human", "cloned", "expert")]
+)  # fmt: skip
+DEFAULT_TRANSITIONS = 100_000
+SUITE_SEED = 0
+
+
+def _register_robotics() -> None:
+    """PointMaze/AntMaze envs live in gymnasium_robotics, whose import prints an Adroit notice."""
+    with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import gymnasium_robotics
+
+        gym.register_envs(gymnasium_robotics)
+
+
+def is_local(dataset_id: str) -> bool:
+    return dataset_id.split("/")[0] in ("pendulum", "pointmaze")
+
+
+def _check_local_id(dataset_id: str) -> None:
+    if dataset_id not in LOCAL_SUITE:
+        close = difflib.get_close_matches(dataset_id, LOCAL_SUITE, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise DatasetError(
+            f"Unknown dataset id '{dataset_id}': {hint}the local suite is {', '.join(LOCAL_SUITE)}; "
+            "any Minari id (e.g. mujoco/hopper/medium-v0) also works with a network."
+        )
+
+
+def scripted_expert(dataset_id: str) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The local suite's expert on flat observations, or None where a dataset has none."""
+    family, name = dataset_id.split("/")[0], dataset_id.split("/")[-1]
+    if not is_local(dataset_id) or dataset_id not in LOCAL_SUITE:
+        return None
+    if family == "pendulum":
+        return pendulum_expert
+    return MazeExpert(_maze_map(name.split("-")[0]))
+
+
+def _make_local_env(dataset_id: str) -> gym.Env:
+    if dataset_id.startswith("pendulum/"):
+        return gym.make("Pendulum-v1")
+    _register_robotics()
+    maze = dataset_id.split("/")[1].split("-")[0]
+    return gym.make(MAZE_TASKS[maze]["env"], maze_map=_maze_map(maze), reward_type="sparse")
+
+
+class _HeldNoise:
+    """With probability p per step (per env), replace the action by a uniform random one held k steps."""
+
+    def __init__(self, rng: np.random.Generator, probability: float, hold_steps: int, low, high):
+        self.rng, self.p, self.k, self.low, self.high = rng, probability, hold_steps, low, high
+        self.left, self.action = 0, None
+
+    def __call__(self, action: np.ndarray) -> np.ndarray:
+        if self.left == 0 and self.rng.random() < self.p:
+            self.left, self.action = self.k, self.rng.uniform(self.low, self.high).astype(np.float32)
+        if self.left > 0:
+            self.left -= 1
+            return self.action
+        return action
+
+
+def _noisy(expert, rng, low, high, held: _HeldNoise | None = None, gaussian_std: float = 0.0):
+    """The expert with held random actions (medium) or Gaussian noise (stitch), clipped to the box."""
+
+    def policy(observations: np.ndarray) -> np.ndarray:
+        action = expert(observations)
+        if gaussian_std:
+            action = action + gaussian_std * rng.standard_normal(action.shape)
+        if held is not None:
+            action = held(action[0])[None]
+        return np.clip(action, low, high).astype(np.float32)
+
+    return policy
+
+
+def _rollout(env: gym.Env, policy: Callable, seed: int, horizon: int, options=None) -> EpisodeBuffer:
+    observation, _ = env.reset(seed=seed, options=options)
+    observations, actions, rewards, terminations, truncations = [observation], [], [], [], []
+    for t in range(horizon):
+        action = policy(flatten_observation(observation)[None])[0]
+        observation, reward, terminated, truncated, _ = env.step(action)
+        truncated = truncated or t == horizon - 1
+        observations.append(observation)
+        actions.append(action)
+        rewards.append(float(reward))
+        terminations.append(bool(terminated))
+        truncations.append(bool(truncated and not terminated))
+        if terminated or truncated:
+            break
+    if isinstance(observations[0], dict):
+        observations = {key: np.stack([o[key] for o in observations]) for key in observations[0]}
+    else:
+        observations = np.stack(observations)
+    return EpisodeBuffer(
+        observations=observations, actions=np.stack(actions), rewards=np.array(rewards),
+        terminations=np.array(terminations), truncations=np.array(truncations), infos={},
+    )  # fmt: skip
+
+
+def _behaviour_episodes(dataset_id: str, env: gym.Env, num_transitions: int, seed: int) -> list[EpisodeBuffer]:
+    """Roll out the dataset's behaviour policy until num_transitions steps are collected."""
+    rng = np.random.default_rng(seed)
+    low, high = env.action_space.low, env.action_space.high
+    random_policy = lambda o: rng.uniform(low, high, size=(len(o), len(low))).astype(np.float32)  # noqa: E731
+    family, kind = dataset_id.split("/")[0], dataset_id.split("/")[1].rsplit("-v", 1)[0]
+    horizon = env.spec.max_episode_steps
+    maze = kind.split("-")[0]
+    maze_expert = MazeExpert(_maze_map(maze)) if family == "pointmaze" else None
+    episodes, steps = [], 0
+    while steps < num_transitions:
+        episode_seed = seed * 1_000_003 + len(episodes)
+        options, length = None, min(horizon, num_transitions - steps)
+        if family == "pendulum":
+            expert = pendulum_expert
+            # mixed = equal thirds random / medium / expert; medium-expert = halves
+            share = steps / num_transitions
+            kind_now = {
+                "mixed": ("random", "medium", "expert")[min(int(share * 3), 2)],
+                "medium-expert": ("medium", "expert")[min(int(share * 2), 1)],
+            }.get(kind, kind)
+            noise = (0.15, 5)
+        else:
+            kind_now = kind.split("-")[1]
+            expert, noise = maze_expert, (0.1, 10)
+            if kind_now == "stitch":
+                # one short hop from a random free cell A to a cell B at most `hop` cells away;
+                # the reward stays that of the fixed evaluation goal
+                hop = MAZE_TASKS[maze]["hop"]
+                free_cells = np.argwhere(maze_expert.free)
+                start = tuple(free_cells[rng.integers(len(free_cells))])
+                distance = maze_expert.distances_from(start)
+                candidates = np.argwhere((distance >= 1) & (distance <= hop))
+                target = candidates[rng.integers(len(candidates))]
+                target_xy = maze_expert.cell_centre(target)
+                options, length = {"reset_cell": np.array(start)}, min(20 * hop + 40, num_transitions - steps)
+                expert = lambda o, t=target_xy: maze_expert(np.concatenate([o[:, :4], np.tile(t, (len(o), 1))], 1))  # noqa: E731
+        if kind_now == "random":
+            policy = random_policy
+        elif kind_now == "medium":
+            policy = _noisy(expert, rng, low, high, held=_HeldNoise(rng, *noise, low, high))
+        elif kind_now == "stitch":
+            policy = _noisy(expert, rng, low, high, gaussian_std=0.5)
+        else:
+            policy = expert
+        episode = _rollout(env, policy, episode_seed, length, options)
+        episodes.append(episode)
+        steps += len(episode.rewards)
+    return episodes
+
+
+def reference_returns(dataset_id: str, episodes: int = 100, seed: int = 10_000) -> tuple[float, float]:
+    """Mean return of a uniform-random policy and of the scripted expert on the eval env."""
+    envs = gym.vector.SyncVectorEnv([lambda: _make_local_env(dataset_id) for _ in range(episodes)])
+    rng = np.random.default_rng(seed)
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+    random_policy = lambda o: rng.uniform(low, high, size=(len(o), len(low))).astype(np.float32)  # noqa: E731
+    means = []
+    for policy in (random_policy, scripted_expert(dataset_id)):
+        returns = _run_episodes(lambda o, p=policy: p(o), envs, seed, to_numpy=True)[0]
+        means.append(float(np.mean(returns)))
+    envs.close()
+    return means[0], means[1]
+
+
+def build_local_dataset(
+    dataset_id: str, num_transitions: int = DEFAULT_TRANSITIONS, seed: int = SUITE_SEED,
+    ref_episodes: int = 100, force: bool = False,
+) -> Path:  # fmt: skip
+    """Build a local-suite dataset into MINARI_DATASETS_PATH (or ~/.minari/datasets).
+
+    The dataset is written into a temporary root and renamed into place, so an interrupted build
+    never leaves a folder that later loads as if complete.
+    """
+    _check_local_id(dataset_id)
+    if num_transitions <= 0:
+        raise DatasetError(f"num_transitions must be positive, got {num_transitions}.")
+    final = minari.storage.get_dataset_path(dataset_id)
+    if final.exists() and not force:
+        return final
+    root = minari.storage.get_dataset_path()
+    started = time.time()
+    env = _make_local_env(dataset_id)
+    episodes = _behaviour_episodes(dataset_id, env, num_transitions, seed)
+    ref_min, ref_max = reference_returns(dataset_id, ref_episodes)
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    try:
+        os.environ["MINARI_DATASETS_PATH"] = str(staging)
+        with warnings.catch_warnings():  # minari asks for an author, e-mail and permalink
+            warnings.simplefilter("ignore")
+            minari.create_dataset_from_buffers(
+                dataset_id, episodes, env=env, algorithm_name="cleanoffrl scripted behaviour policy",
+                ref_min_score=ref_min, ref_max_score=ref_max, data_format="hdf5",
+                description=f"cleanoffrl local suite, seed {seed}, built in {time.time() - started:.1f}s",
+            )  # fmt: skip
+        with open(staging / dataset_id / "data" / ".complete", "w") as marker:
+            json.dump({"num_transitions": num_transitions, "seed": seed}, marker)
+        if previous is None:
+            os.environ.pop("MINARI_DATASETS_PATH")
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+        final.parent.mkdir(parents=True, exist_ok=True)
+        namespace_file = staging / dataset_id.split("/")[0] / "namespace_metadata.json"
+        if namespace_file.exists() and not (final.parent / namespace_file.name).exists():
+            shutil.copy(namespace_file, final.parent / namespace_file.name)
+        if force and final.exists():
+            shutil.rmtree(final)
+        try:
+            os.rename(staging / dataset_id, final)
+        except OSError:
+            if not (final / "data" / ".complete").exists():  # another process won the race
+                raise
+    finally:
+        if previous is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+        shutil.rmtree(staging, ignore_errors=True)
+        env.close()
+    return final
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading any Minari id.
+
+
+def load_dataset(dataset_id: str) -> minari.MinariDataset:
+    """A Minari dataset by id: the local suite is built on first use, remote ids are downloaded."""
+    if is_local(dataset_id):
+        _check_local_id(dataset_id)
+        path = minari.storage.get_dataset_path(dataset_id)
+        if path.exists() and not (path / "data" / ".complete").exists():
+            raise DatasetError(
+                f"Dataset '{dataset_id}' at {path} is half-written or corrupt: delete that folder "
+                f"(or run `python algorithms/data.py --force {dataset_id}`) and it is rebuilt on next use."
+            )
+        if not path.exists():
+            print(f"building local dataset {dataset_id} ({DEFAULT_TRANSITIONS} transitions) into {path} ...")
+            build_local_dataset(dataset_id)
+        _register_robotics()
+    try:
+        dataset = minari.load_dataset(dataset_id, download=True)
+    except DatasetError:
+        raise
+    except Exception as error:  # noqa: BLE001 - minari raises many types; the message carries the cause
+        path = minari.storage.get_dataset_path(dataset_id)
+        if is_local(dataset_id) or (path / "data").exists():
+            raise DatasetError(
+                f"Dataset '{dataset_id}' at {path} could not be read ({type(error).__name__}: {error}); "
+                "it is corrupt or half-written: delete that folder and run again to rebuild or re-download it."
+            ) from error
+        candidates = dict.fromkeys(LOCAL_SUITE + KNOWN_REMOTE + tuple(minari.list_local_datasets()))
+        close = difflib.get_close_matches(dataset_id, list(candidates), n=3, cutoff=0.6)
+        hint = f" Close matches: {', '.join(close)}." if close else ""
+        raise DatasetError(
+            f"Could not load dataset '{dataset_id}' from the Minari servers ({type(error).__name__}: {error}); "
+            f"check the id and your network.{hint} Without a network, use the local suite: {', '.join(LOCAL_SUITE)}."
+        ) from error
+    if not isinstance(dataset.action_space, gym.spaces.Box):
+        raise DatasetError(
+            f"Dataset '{dataset_id}' has a {type(dataset.action_space).__name__} action space: "
+            "these algorithms handle continuous actions only (a Box action space)."
+        )
+    if dataset.total_steps == 0:
+        raise DatasetError(f"Dataset '{dataset_id}' is empty (0 transitions): rebuild or re-download it.")
+    _register_robotics()
+    return dataset
+
+
+def flatten_observation(observation) -> np.ndarray:
+    """Goal-conditioned dict observations become one vector: observation ++ desired_goal."""
+    if isinstance(observation, dict):
+        if "observation" in observation and "desired_goal" in observation:
+            return np.concatenate([observation["observation"], observation["desired_goal"]], -1).astype(np.float32)
+        return np.concatenate([np.asarray(observation[k]) for k in sorted(observation)], -1).astype(np.float32)
+    return np.asarray(observation, dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Transitions: the whole dataset as tensors on the training device.
+
+
+@dataclass
+class Transitions:
+    """Flat transitions, episodes contiguous and in order. Index i is one (s, a, r, s', done)."""
+
+    observations: torch.Tensor  # (N, obs_dim) float32
+    actions: torch.Tensor  # (N, act_dim) float32
+    rewards: torch.Tensor  # (N,) float32
+    next_observations: torch.Tensor  # (N, obs_dim) float32
+    terminals: torch.Tensor  # (N,) float32: 1 on a true termination, 0 on time-limit truncation
+    next_actions: torch.Tensor  # (N, act_dim): a' for SARSA targets (the last step repeats a)
+    episode_starts: torch.Tensor  # (N,) bool
+    episode_ends: torch.Tensor  # (N,) bool: last step (terminated or truncated)
+    returns_to_go: torch.Tensor  # (N,) float32: undiscounted sum of rewards from t to the episode end
+    episode_returns: torch.Tensor  # (N,) float32: the return of the episode each transition belongs to
+    episode_ids: torch.Tensor  # (N,) int64
+    timesteps: torch.Tensor  # (N,) int64: t within the episode
+
+    def __len__(self) -> int:
+        return self.rewards.shape[0]
+
+    @property
+    def num_episodes(self) -> int:
+        return int(torch.unique(self.episode_ids).numel())
+
+    def index(self, indices: torch.Tensor) -> Transitions:
+        return Transitions(**{f.name: getattr(self, f.name)[indices] for f in fields(self)})
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Transitions:
+        """A uniform batch; indices drawn on the data's device, no host round trip."""
+        device = self.rewards.device
+        return self.index(torch.randint(len(self), (batch_size,), device=device, generator=generator))
+
+    def to(self, device: torch.device | str) -> Transitions:
+        return Transitions(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def with_observations(self, transform: Callable[[torch.Tensor], torch.Tensor]) -> Transitions:
+        return replace(self, observations=transform(self.observations), next_observations=transform(self.next_observations))
+
+
+def to_transitions(dataset: minari.MinariDataset, device: torch.device | str = "cpu") -> Transitions:
+    """Flatten a Minari dataset's episodes into Transitions on `device`."""
+    columns: dict[str, list] = {f.name: [] for f in fields(Transitions)}
+    for episode_id, episode in enumerate(dataset.iterate_episodes()):
+        observations = flatten_observation(episode.observations)
+        actions = np.asarray(episode.actions, dtype=np.float32).reshape(len(episode.rewards), -1)
+        rewards = np.asarray(episode.rewards, dtype=np.float32)
+        length = len(rewards)
+        if length == 0:
+            continue
+        columns["observations"].append(observations[:-1])
+        columns["next_observations"].append(observations[1:])
+        columns["actions"].append(actions)
+        columns["next_actions"].append(np.concatenate([actions[1:], actions[-1:]]))
+        columns["rewards"].append(rewards)
+        columns["terminals"].append(np.asarray(episode.terminations, dtype=np.float32))
+        starts, ends = np.zeros(length, bool), np.zeros(length, bool)
+        starts[0], ends[-1] = True, True
+        columns["episode_starts"].append(starts)
+        columns["episode_ends"].append(ends)
+        columns["returns_to_go"].append(np.cumsum(rewards[::-1])[::-1].astype(np.float32))
+        columns["episode_returns"].append(np.full(length, rewards.sum(), np.float32))
+        columns["episode_ids"].append(np.full(length, episode_id, np.int64))
+        columns["timesteps"].append(np.arange(length, dtype=np.int64))
+    if not columns["rewards"]:
+        raise DatasetError(f"Dataset '{dataset.id}' has no transitions: rebuild or re-download it.")
+    transitions = Transitions(**{k: torch.from_numpy(np.concatenate(v)).to(device) for k, v in columns.items()})
+    for name in ("observations", "actions", "rewards"):
+        if not torch.isfinite(getattr(transitions, name)).all():
+            raise DatasetError(
+                f"Dataset '{dataset.id}' contains NaN or infinite {name}: fix or rebuild the dataset."
+            )
+    return transitions
+
+
+def _episode_subset(t: Transitions, chosen_episodes: torch.Tensor) -> Transitions:
+    keep = torch.isin(t.episode_ids, chosen_episodes)
+    return t.index(torch.nonzero(keep).squeeze(1))  # nonzero keeps the original order
+
+
+def _episode_permutation(t: Transitions, seed: int) -> torch.Tensor:
+    episodes = torch.unique(t.episode_ids)
+    order = torch.randperm(len(episodes), generator=torch.Generator().manual_seed(seed))
+    return episodes[order.to(episodes.device)]
+
+
+def split_by_episode(t: Transitions, validation_fraction: float, seed: int = 0) -> tuple[Transitions, Transitions]:
+    """Train/validation split by whole episodes (fixed seed). At least one episode stays in train."""
+    if not 0 <= validation_fraction < 1:
+        raise DatasetError(f"validation_fraction must be in [0, 1), got {validation_fraction}.")
+    episodes = _episode_permutation(t, seed)
+    num_valid = min(int(round(validation_fraction * len(episodes))), len(episodes) - 1)
+    return _episode_subset(t, episodes[num_valid:]), _episode_subset(t, episodes[:num_valid])
+
+
+def subsample(t: Transitions, fraction: float, unit: str = "episodes", seed: int = 0) -> Transitions:
+    """The first `fraction` of a fixed random order of episodes (or transitions).
+
+    Smaller fractions are prefixes of larger ones (nested), so value-data and policy-data sizes
+    can be swept independently (the data-scaling matrix of Park et al. 2024).
+    """
+    if not 0 < fraction <= 1:
+        raise DatasetError(f"a data fraction must be in (0, 1], got {fraction}.")
+    if unit == "episodes":
+        episodes = _episode_permutation(t, seed)
+        return _episode_subset(t, episodes[: max(1, int(round(fraction * len(episodes))))])
+    if unit == "transitions":
+        order = torch.randperm(len(t), generator=torch.Generator().manual_seed(seed)).to(t.rewards.device)
+        return t.index(torch.sort(order[: max(1, int(round(fraction * len(t))))]).values)
+    raise DatasetError(f"unit must be 'episodes' or 'transitions', got '{unit}'.")
+
+
+def top_episodes(t: Transitions, fraction: float) -> Transitions:
+    """The `fraction` of episodes with the highest returns (filtered or %BC)."""
+    if not 0 < fraction <= 1:
+        raise DatasetError(f"top_fraction must be in (0, 1], got {fraction}.")
+    starts = torch.nonzero(t.episode_starts).squeeze(1)
+    order = torch.argsort(t.episode_returns[starts], descending=True)
+    chosen = t.episode_ids[starts][order[: max(1, int(round(fraction * len(starts))))]]
+    return _episode_subset(t, chosen)
+
+
+@dataclass
+class Normalizer:
+    """Observation normalisation with statistics from the training data; eval applies the same."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    @classmethod
+    def fit(cls, observations: torch.Tensor, eps: float = 1e-3) -> Normalizer:
+        return cls(observations.mean(0), observations.std(0) + eps)
+
+    @classmethod
+    def identity(cls, dim: int, device: torch.device | str = "cpu") -> Normalizer:
+        return cls(torch.zeros(dim, device=device), torch.ones(dim, device=device))
+
+    def __call__(self, observations: torch.Tensor) -> torch.Tensor:
+        return (observations - self.mean) / self.std
+
+    def inverse(self, normalized: torch.Tensor) -> torch.Tensor:
+        return normalized * self.std + self.mean
+
+
+def scale_rewards_by_return_range(t: Transitions, scale: float = 1000.0) -> Transitions:
+    """r <- r * scale / (max episode return - min episode return) (IQL/CORL locomotion)."""
+    starts = t.episode_starts
+    spread = (t.episode_returns[starts].max() - t.episode_returns[starts].min()).clamp_min(1e-6)
+    return replace(t, rewards=t.rewards * scale / spread)
+
+
+def shift_rewards(t: Transitions, shift: float) -> Transitions:
+    """r <- r + shift (IQL's antmaze recipe uses -1: every step is a cost until the goal)."""
+    return replace(t, rewards=t.rewards + shift)
+
+
+def transform_rewards(t: Transitions, reward_scale: float, reward_shift: float, return_range_scale: bool) -> Transitions:
+    """Apply the reward transforms offline RL papers use, in the order IQL/CORL do (scale, then shift)."""
+    if return_range_scale:
+        t = scale_rewards_by_return_range(t)
+    return replace(t, rewards=t.rewards * reward_scale + reward_shift)
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation: N episodes in a vector env, one batched policy call per step.
+
+
+@dataclass
+class EvalResult:
+    returns: np.ndarray  # raw undiscounted return per episode
+    lengths: np.ndarray
+    normalized: np.ndarray  # 100 * (return - ref_min) / (ref_max - ref_min); NaN without references
+    observations: np.ndarray  # flat observations the policy visited (for evaluation MSE)
+
+    @property
+    def mean(self) -> float:
+        return float(self.returns.mean())
+
+    @property
+    def std(self) -> float:
+        return float(self.returns.std())
+
+    @property
+    def normalized_mean(self) -> float:
+        return float(self.normalized.mean())
+
+    @property
+    def normalized_std(self) -> float:
+        return float(self.normalized.std())
+
+
+def make_eval_envs(dataset: minari.MinariDataset, num_envs: int) -> gym.vector.VectorEnv:
+    """num_envs copies of the dataset's evaluation env, stepped in lockstep."""
+    if dataset.id in LOCAL_SUITE:
+        return gym.vector.SyncVectorEnv([lambda: _make_local_env(dataset.id) for _ in range(num_envs)])
+    return gym.vector.SyncVectorEnv([lambda: dataset.recover_environment(eval_env=True) for _ in range(num_envs)])
+
+
+def _run_episodes(policy, envs, seed, to_numpy=False, device="cpu", on_reward=None):
+    """One episode per env. Returns (returns, lengths, visited flat observations)."""
+    observation, _ = envs.reset(seed=seed)
+    num_envs = envs.num_envs
+    returns, lengths = np.zeros(num_envs), np.zeros(num_envs, dtype=np.int64)
+    alive, visited = np.ones(num_envs, bool), []
+    while alive.any():
+        flat = flatten_observation(observation)
+        visited.append(flat[alive])
+        if to_numpy:
+            action = np.asarray(policy(flat))
+        else:
+            with torch.no_grad():
+                action = policy(torch.as_tensor(flat, device=device)).cpu().numpy()
+        observation, reward, terminated, truncated, _ = envs.step(action)
+        returns += reward * alive
+        lengths += alive
+        if on_reward is not None:
+            on_reward(reward)
+        alive &= ~(terminated | truncated)
+    return returns, lengths, np.concatenate(visited)
+
+
+def evaluate(
+    policy: Callable[[torch.Tensor], torch.Tensor], envs: gym.vector.VectorEnv, dataset: minari.MinariDataset,
+    seed: int = 0, device: torch.device | str = "cpu", on_reward: Callable[[np.ndarray], None] | None = None,
+) -> EvalResult:  # fmt: skip
+    """Run one episode in each of the vector env's copies with a batched policy.
+
+    policy maps raw flat observations (num_envs, obs_dim) on `device` to actions; it does its own
+    normalisation. on_reward (optional) sees each step's rewards, e.g. for a Decision Transformer's
+    return-to-go. The vector env must not autoreset into a new episode that we count: we stop each
+    copy at its first termination or truncation.
+    """
+    returns, lengths, visited = _run_episodes(policy, envs, seed, device=device, on_reward=on_reward)
+    return EvalResult(returns, lengths, normalized_score(dataset, returns), visited)
+
+
+def normalized_score(dataset: minari.MinariDataset, returns: np.ndarray) -> np.ndarray:
+    """100 * (return - ref_min_score) / (ref_max_score - ref_min_score), as D4RL reports it."""
+    metadata = dataset.storage.metadata
+    if metadata.get("ref_min_score") is None or metadata.get("ref_max_score") is None:
+        return np.full(np.shape(returns), np.nan)
+    return 100.0 * minari.get_normalized_score(dataset, np.asarray(returns))
+
+
+def expert_action_mse(policy: Callable, dataset_id: str, observations, device="cpu") -> float:
+    """Mean squared error between policy(s) and the scripted expert's action on raw flat states s.
+
+    NaN where the dataset has no scripted expert (remote ids). policy as in evaluate().
+    """
+    expert = scripted_expert(dataset_id)
+    if expert is None or len(observations) == 0:
+        return float("nan")
+    if torch.is_tensor(observations):
+        observations = observations.detach().cpu().numpy()
+    with torch.no_grad():
+        actions = policy(torch.as_tensor(observations, dtype=torch.float32, device=device)).cpu().numpy()
+    return float(np.mean((actions - expert(np.asarray(observations))) ** 2))
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared run plumbing the scripts would otherwise each repeat.
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present; anything else must be a device torch knows."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"Unknown --device '{name}': use auto, cpu, cuda or cuda:N.") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name} was asked for but CUDA is not available here: use --device cpu or auto.")
+    return device
+
+
+def rng_state() -> dict:
+    """Python, numpy, torch (and CUDA) generator states, in types torch.load(weights_only=True) reads."""
+    numpy_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": (numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str, algorithm: str, args: dict, step: int, models: dict, normalizer: Normalizer) -> None:
+    """Write a checkpoint atomically (temporary file, then rename): a crash never leaves half a file."""
+    state = {
+        "algorithm": algorithm, "dataset": args["dataset"], "args": args, "step": step, "models": models,
+        "normalizer": {"mean": normalizer.mean, "std": normalizer.std}, "rng": rng_state(),
+    }  # fmt: skip
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    temporary = f"{path}.tmp-{os.getpid()}"
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+def load_checkpoint(path: str, algorithm: str, device: torch.device | str = "cpu") -> dict:
+    """Read a checkpoint with weights_only=True; refuse one written by another algorithm."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No checkpoint at '{path}': pass the checkpoint.pt a run saved with --save-model.")
+    state = torch.load(path, map_location=device, weights_only=True)
+    if state.get("algorithm") != algorithm:
+        raise ValueError(
+            f"Checkpoint '{path}' was written by {state.get('algorithm')}, not {algorithm}: "
+            f"load it with algorithms/{state.get('algorithm')}.py."
+        )
+    return state
+
+
+if __name__ == "__main__":
+    import tyro
+
+    @dataclass
+    class BuildArgs:
+        """List the local dataset suite or build (some of) it into MINARI_DATASETS_PATH."""
+
+        dataset_ids: tyro.conf.Positional[tuple[str, ...]] = ()
+        """ids to build (default: list the suite and what is built)"""
+        num_transitions: int = DEFAULT_TRANSITIONS
+        """transitions per dataset"""
+        force: bool = False
+        """rebuild even if the dataset exists (replaces it atomically)"""
+
+    build_args = tyro.cli(BuildArgs)
+    for dataset_id in build_args.dataset_ids or LOCAL_SUITE:
+        path = minari.storage.get_dataset_path(dataset_id)
+        if not build_args.dataset_ids:
+            print(f"{dataset_id:34s} {'built' if (path / 'data' / '.complete').exists() else '-'}")
+            continue
+        start = time.time()
+        build_local_dataset(dataset_id, build_args.num_transitions, force=build_args.force)
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+        print(f"{dataset_id}: {time.time() - start:.1f}s, {size:.1f} MB at {path}")
