@@ -586,13 +586,12 @@ def scale_rewards_by_return_range(t: Transitions, scale: float = 1000.0) -> Tran
     return replace(t, rewards=t.rewards * scale / spread)
 
 
-def shift_rewards(t: Transitions, shift: float) -> Transitions:
-    """r <- r + shift (IQL's antmaze recipe uses -1: every step is a cost until the goal)."""
-    return replace(t, rewards=t.rewards + shift)
-
-
 def transform_rewards(t: Transitions, reward_scale: float, reward_shift: float, return_range_scale: bool) -> Transitions:
-    """Apply the reward transforms offline RL papers use, in the order IQL/CORL do (scale, then shift)."""
+    """r <- r * reward_scale + reward_shift, after the return-range scaling if asked.
+
+    IQL/CORL: locomotion uses return_range_scale; antmaze uses reward_shift=-1 (every step costs
+    until the goal). CQL's antmaze recipe is reward_scale=10, reward_shift=-5.
+    """
     if return_range_scale:
         t = scale_rewards_by_return_range(t)
     return replace(t, rewards=t.rewards * reward_scale + reward_shift)
