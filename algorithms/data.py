@@ -15,9 +15,10 @@ import json
 import os
 import random
 import shutil
+import signal
 import tempfile
+import threading
 import time
-import uuid
 import warnings
 from collections import deque
 from dataclasses import dataclass, fields, replace
@@ -744,8 +745,8 @@ def save_checkpoint(path: str, algorithm: str, args: dict, step: int, models: di
     os.replace(temporary, path)
 
 
-def load_checkpoint(path: str, algorithm: str, device: torch.device | str = "cpu") -> dict:
-    """Read a checkpoint with weights_only=True; refuse one written by another algorithm."""
+def load_checkpoint(path: str, algorithm: str, device: torch.device | str = "cpu", dataset_id: str | None = None) -> dict:
+    """Read a checkpoint with weights_only=True; refuse one of another algorithm (or dataset, if given)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No checkpoint at '{path}': pass the checkpoint.pt a run saved with --save-model.")
     state = torch.load(path, map_location=device, weights_only=True)
@@ -754,7 +755,41 @@ def load_checkpoint(path: str, algorithm: str, device: torch.device | str = "cpu
             f"Checkpoint '{path}' was written by {state.get('algorithm')}, not {algorithm}: "
             f"load it with algorithms/{state.get('algorithm')}.py."
         )
+    if dataset_id is not None and state.get("dataset") != dataset_id:
+        raise ValueError(
+            f"Checkpoint '{path}' was trained on {state.get('dataset')}, not {dataset_id}: "
+            f"pass --dataset {state.get('dataset')} to continue it."
+        )
     return state
+
+
+def check_finite(losses: dict[str, float], step: int, checkpoint_path: str | None = None) -> None:
+    """Stop on a NaN/inf loss, naming the loss and the step; the last good checkpoint is left as it was."""
+    for name, value in losses.items():
+        if not np.isfinite(value):
+            kept = f" The last good checkpoint is {checkpoint_path}." if checkpoint_path and os.path.exists(checkpoint_path) else ""
+            raise FloatingPointError(
+                f"{name} became {value} at step {step}: lower the learning rate or check the data's scale.{kept}"
+            )
+
+
+class GracefulInterrupt:
+    """While active, Ctrl-C sets `.requested` instead of raising, so the loop finishes its step and checkpoints."""
+
+    def __enter__(self) -> GracefulInterrupt:
+        self.requested, self._previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._request)
+        return self
+
+    def _request(self, signum, frame) -> None:
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 if __name__ == "__main__":

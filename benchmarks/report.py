@@ -1,0 +1,101 @@
+"""Markdown tables (mean ± std over seeds) from sweep results, optionally written into README.md.
+
+    python benchmarks/report.py benchmarks/results/*.jsonl
+    python benchmarks/report.py benchmarks/results/*.jsonl --readme README.md
+
+Rows are algorithm variants (script + the flags that differ between runs), columns are datasets,
+cells are the final normalised score as mean ± std (number of seeds). With --readme, the text
+between `<!-- results:start -->` and `<!-- results:end -->` is replaced, so README numbers are
+never typed by hand.
+"""
+
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import tyro
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+@dataclass
+class ReportArgs:
+    results: tyro.conf.Positional[tuple[str, ...]]
+    """JSON-lines files written by benchmarks/sweep.py"""
+    readme: str | None = None
+    """write the tables into this README between the results markers"""
+    metric: str = "normalized_score"
+    """which recorded score to tabulate (normalized_score or best_normalized_score)"""
+
+
+def load_records(paths) -> list[dict]:
+    records = []
+    for path in paths:
+        with open(path) as f:
+            records += [json.loads(line) for line in f if line.strip()]
+    return records
+
+
+def variant(record: dict, varying: set[str]) -> str:
+    shown = [f"{k}={record['flags'][k]}" for k in sorted(varying) if k in record["flags"]]
+    return record["script"] + (f" ({', '.join(shown)})" if shown else "")
+
+
+def table(records: list[dict], metric: str = "normalized_score") -> str:
+    """One markdown table: variants x datasets, mean ± std (n seeds) of `metric`; failed runs counted apart."""
+    ok = [r for r in records if r.get("status") == "ok"]
+    flag_values = defaultdict(set)
+    for r in ok:
+        for k, v in r["flags"].items():
+            flag_values[(r["script"], k)].add(v)
+    varying = {k for (_, k), values in flag_values.items() if len(values) > 1}
+    datasets = sorted({r["dataset"] for r in ok}, key=lambda d: (d.split("/")[0], d))
+    cells, speeds = defaultdict(list), defaultdict(list)
+    for r in ok:
+        cells[(variant(r, varying), r["dataset"])].append(r[metric])
+        if r.get("updates_per_s"):
+            speeds[variant(r, varying)].append(r["updates_per_s"])
+    variants = sorted({v for v, _ in cells})
+    lines = ["| algorithm | " + " | ".join(datasets) + " | updates/s |", "|---" * (len(datasets) + 2) + "|"]
+    for v in variants:
+        row = []
+        for d in datasets:
+            scores = cells.get((v, d))
+            row.append(f"{np.mean(scores):.1f} ± {np.std(scores):.1f} ({len(scores)})" if scores else "—")
+        speed = f"{np.median(speeds[v]):.0f}" if speeds[v] else "—"
+        lines.append(f"| {v} | " + " | ".join(row) + f" | {speed} |")
+    failed = [r["id"] for r in records if r.get("status") != "ok"]
+    if failed:
+        lines.append(f"\n{len(failed)} failed runs: {', '.join(failed)}")
+    return "\n".join(lines)
+
+
+def write_readme(path: str, text: str) -> None:
+    with open(path) as f:
+        readme = f.read()
+    if START not in readme or END not in readme:
+        raise ValueError(f"{path} has no '{START}' ... '{END}' markers to write the results between.")
+    head, rest = readme.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as f:
+        f.write(f"{head}{START}\n{text}\n{END}{tail}")
+    os.replace(temporary, path)
+
+
+def main(args: ReportArgs) -> str:
+    sections = []
+    for path in args.results:
+        title = os.path.splitext(os.path.basename(path))[0]
+        sections.append(f"#### {title}\n\n{table(load_records([path]), args.metric)}")
+    text = "\n\n".join(sections)
+    if args.readme:
+        write_readme(args.readme, text)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main(tyro.cli(ReportArgs))

@@ -1,0 +1,133 @@
+"""Run a grid of (script x dataset x seed x flag values) and append one JSON line per finished run.
+
+    python benchmarks/sweep.py --scripts bc td3_bc --datasets pendulum/medium-v0 pendulum/mixed-v0 \
+        --seeds 0 1 2 --grid top_fraction=1.0,0.1 --flags total_steps=10000 --workers 2 \
+        --results benchmarks/results/runs.jsonl
+
+Each run is `main(tyro.cli(Args, args=flags))` of algorithms/<script>.py in its own worker process
+(one torch thread), its stdout/stderr in <logs>/<run id>.log. A rerun skips every run already in the
+results file, so an interrupted sweep resumes where it stopped; a run that raises is recorded as
+failed with the tail of its error, and the sweep goes on.
+"""
+
+import contextlib
+import functools
+import importlib
+import itertools
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+
+import tyro
+from tqdm import tqdm
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass
+class SweepArgs:
+    scripts: tuple[str, ...] = ("bc",)
+    """algorithm scripts (file names in algorithms/ without .py)"""
+    datasets: tuple[str, ...] = ("pendulum/medium-v0",)
+    """dataset ids"""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """seeds"""
+    grid: tuple[str, ...] = ()
+    """swept flags as name=v1,v2,... (every combination is run), e.g. top_fraction=1.0,0.1"""
+    flags: tuple[str, ...] = ()
+    """fixed flags as name=value for every run, e.g. total_steps=10000"""
+    workers: int = 1
+    """parallel worker processes (each pinned to one torch thread)"""
+    results: str = "benchmarks/results/runs.jsonl"
+    """JSON-lines file every finished run is appended to (and read to skip finished runs)"""
+    logs: str = "benchmarks/out/logs"
+    """folder for each run's stdout/stderr"""
+    run_dir: str = "benchmarks/out/runs"
+    """TensorBoard run folder passed to every run"""
+
+
+def expand(args: SweepArgs) -> list[dict]:
+    """Every run of the grid as a config dict with a stable id."""
+    swept = [(name, values.split(",")) for name, values in (item.split("=", 1) for item in args.grid)]
+    fixed = dict(item.split("=", 1) for item in args.flags)
+    runs = []
+    for script, dataset, seed, *values in itertools.product(args.scripts, args.datasets, args.seeds, *[v for _, v in swept]):
+        flags = {**fixed, **{name: value for (name, _), value in zip(swept, values)}}
+        run_id = "__".join([script, dataset.replace("/", "_"), f"seed{seed}"] + [f"{k}={v}" for k, v in sorted(flags.items())])
+        runs.append({"id": run_id, "script": script, "dataset": dataset, "seed": seed, "flags": flags})
+    return runs
+
+
+def finished_ids(results_path: str) -> set[str]:
+    if not os.path.exists(results_path):
+        return set()
+    with open(results_path) as f:
+        return {json.loads(line)["id"] for line in f if line.strip()}
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def run_one(config: dict, logs: str, run_dir: str) -> dict:
+    """Runs in a worker process: one algorithm run, its output captured to a log file."""
+    import torch
+
+    torch.set_num_threads(1)
+    sys.path.insert(0, os.path.join(ROOT, "algorithms"))
+    os.makedirs(logs, exist_ok=True)
+    cli = ["--dataset", config["dataset"], "--seed", str(config["seed"]), "--no-progress", "--run-dir", run_dir]
+    for name, value in config["flags"].items():
+        cli += [f"--{name.replace('_', '-')}", *value.split()]
+    start = time.time()
+    record = dict(config, commit=git_commit())
+    with open(os.path.join(logs, f"{config['id']}.log"), "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        try:
+            module = importlib.import_module(config["script"])
+            result = module.main(tyro.cli(module.Args, args=cli))
+            scores = [s for s in result.get("scores", [result["normalized_score"]])]
+            record.update(
+                status="ok", normalized_score=result["normalized_score"], best_normalized_score=max(scores),
+                updates_per_s=result.get("updates_per_s"),
+                extra={k: v for k, v in result.items() if isinstance(v, (int, float, str)) and k not in ("normalized_score",)},
+            )  # fmt: skip
+        except BaseException as error:  # noqa: BLE001 - a failed run is recorded, the sweep goes on
+            traceback.print_exc()
+            record.update(status="failed", error=f"{type(error).__name__}: {error}"[-2000:])
+    record["wall_time_s"] = time.time() - start
+    return record
+
+
+def main(args: SweepArgs) -> list[dict]:
+    runs = expand(args)
+    done = finished_ids(args.results)
+    todo = [run for run in runs if run["id"] not in done]
+    print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} already in {args.results}, {len(todo)} to run")
+    os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
+    records = []
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch/OpenMP state shared
+    with context.Pool(args.workers, maxtasksperchild=1) as pool, tqdm(total=len(todo), desc="sweep") as progress:
+        for record in pool.imap_unordered(functools.partial(run_one, logs=args.logs, run_dir=args.run_dir), todo):
+            with open(args.results, "a") as f:  # appended as each run finishes: an interrupted sweep loses nothing
+                f.write(json.dumps(record) + "\n")
+            records.append(record)
+            progress.set_postfix(last=f"{record['status']} {record.get('normalized_score', float('nan')):.1f}")
+            progress.update()
+    failed = [r["id"] for r in records if r["status"] != "ok"]
+    if failed:
+        print(f"{len(failed)} runs failed (see their logs in {args.logs}): {', '.join(failed)}")
+    return records
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    main(tyro.cli(SweepArgs))

@@ -1,0 +1,65 @@
+"""algorithms/bc.py end to end: a tiny run, learning from expert vs random data, the CLI."""
+
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import bc
+import data
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(total_steps=200, batch_size=64, hidden_dim=32, eval_every=100, eval_episodes=2, log_every=50, progress=False)
+
+
+def test_tiny_run_logs_scalars_and_saves_a_checkpoint_that_reloads(local_dataset, run_dir):
+    result = bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, save_model=True, **TINY))
+    assert len(result["scores"]) == 2 and all(-50 < s < 150 for s in result["scores"])
+    events = EventAccumulator(result["run_path"]).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"losses/actor_mse", "eval/normalized_score", "valid/action_mse", "mse/eval_expert"} <= tags
+    losses = [e.value for e in events.Scalars("losses/actor_mse")]
+    assert losses[-1] < losses[0]  # regression onto the dataset's actions makes progress
+    state = data.load_checkpoint(os.path.join(result["run_path"], "checkpoint.pt"), "bc")
+    actor = bc.Actor(3, 1, 32, -2 * torch.ones(1).numpy(), 2 * torch.ones(1).numpy())
+    actor.load_state_dict(state["models"]["actor"])
+    assert state["step"] == 200 and state["args"]["dataset"] == "pendulum/medium-v0"
+
+
+def test_bc_on_expert_data_beats_bc_on_random_data(local_dataset, run_dir):
+    budget = dict(TINY, total_steps=3000, hidden_dim=64, eval_every=3000, eval_episodes=5, log_every=500)
+    expert = bc.main(bc.Args(dataset=local_dataset("pendulum/expert-v0"), run_dir=run_dir, **budget))
+    random = bc.main(bc.Args(dataset=local_dataset("pendulum/random-v0"), run_dir=run_dir, **budget))
+    assert expert["normalized_score"] > 60, expert["normalized_score"]
+    assert expert["normalized_score"] > random["normalized_score"] + 40
+
+
+def test_filtered_bc_trains_on_the_best_episodes_only(local_dataset, run_dir):
+    result = bc.main(bc.Args(dataset=local_dataset("pendulum/mixed-v0"), top_fraction=0.3, run_dir=run_dir, **TINY))
+    assert result["train_episode_return"] > result["dataset_episode_return"] + 200  # mixed: random .. expert
+
+
+def test_bad_arguments_are_refused_with_the_fix(local_dataset, run_dir):
+    with pytest.raises(ValueError, match="--total-steps and --batch-size must be positive"):
+        bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, **dict(TINY, total_steps=0)))
+    with pytest.raises(ValueError, match="--batch-size 100000 is larger than the"):
+        bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, **dict(TINY, batch_size=100_000)))
+
+
+def test_cli_help_and_a_tiny_run(local_dataset, run_dir):
+    script = os.path.join(ROOT, "algorithms", "bc.py")
+    help_text = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, check=True).stdout
+    assert "--top-fraction" in help_text and "keep the top fraction of episodes" in help_text
+    local_dataset("pendulum/medium-v0")
+    run = subprocess.run(
+        [sys.executable, script, "--total-steps", "100", "--eval-every", "100", "--eval-episodes", "2",
+         "--hidden-dim", "32", "--no-progress", "--run-dir", run_dir],
+        capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "pendulum/medium-v0 bc(top 1) seed 0: normalized score" in run.stdout
+    assert glob.glob(os.path.join(run_dir, "*", "events.out.tfevents.*"))

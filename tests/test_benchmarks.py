@@ -1,0 +1,60 @@
+"""benchmarks/sweep.py and benchmarks/report.py: resumable sweeps, failures recorded, tables from results."""
+
+import json
+
+import pytest
+
+import report
+import sweep
+
+TINY_FLAGS = ("total_steps=60", "batch_size=32", "hidden_dim=16", "eval_every=60", "eval_episodes=1", "log_every=30")
+
+
+def read_lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_grid_runs_once_records_failures_and_resumes(local_dataset, tmp_path):
+    local_dataset("pendulum/medium-v0")
+    results = str(tmp_path / "results.jsonl")
+    args = sweep.SweepArgs(
+        scripts=("bc",), datasets=("pendulum/medium-v0", "pendulum/no-such-v0"), seeds=(0,),
+        grid=("top_fraction=1.0,0.5",), flags=TINY_FLAGS, workers=2, results=results,
+        logs=str(tmp_path / "logs"), run_dir=str(tmp_path / "runs"),
+    )  # fmt: skip
+    records = sweep.main(args)
+    assert len(records) == 4 and len(read_lines(results)) == 4  # 2 datasets x 2 fractions
+    ok = [r for r in records if r["status"] == "ok"]
+    failed = [r for r in records if r["status"] == "failed"]
+    assert len(ok) == 2 and all(r["dataset"] == "pendulum/medium-v0" for r in ok)
+    assert len(failed) == 2 and all("Unknown dataset id 'pendulum/no-such-v0'" in r["error"] for r in failed)
+    assert {r["flags"]["top_fraction"] for r in ok} == {"1.0", "0.5"}
+    assert all(r["updates_per_s"] > 0 and r["wall_time_s"] > 0 for r in ok)
+    assert sweep.main(args) == [] and len(read_lines(results)) == 4  # a rerun executes nothing new
+
+
+def test_report_turns_results_into_a_mean_std_table(tmp_path):
+    path = tmp_path / "results.jsonl"
+    rows = [
+        {"id": f"a{s}", "script": "bc", "dataset": "pendulum/medium-v0", "seed": s, "flags": {"top_fraction": "1.0"},
+         "status": "ok", "normalized_score": score, "updates_per_s": 100.0}
+        for s, score in enumerate([40.0, 50.0, 60.0])
+    ] + [
+        {"id": "b0", "script": "bc", "dataset": "pendulum/medium-v0", "seed": 0, "flags": {"top_fraction": "0.1"},
+         "status": "ok", "normalized_score": 80.0, "updates_per_s": 120.0},
+        {"id": "c0", "script": "bc", "dataset": "pendulum/mixed-v0", "seed": 0, "flags": {"top_fraction": "0.1"},
+         "status": "failed", "error": "boom"},
+    ]  # fmt: skip
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    text = report.table(report.load_records([str(path)]))
+    assert "| bc (top_fraction=1.0) | 50.0 ± 8.2 (3) | 100 |" in text
+    assert "| bc (top_fraction=0.1) | 80.0 ± 0.0 (1) | 120 |" in text
+    assert "1 failed runs: c0" in text
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.START}\nold\n{report.END}\noutro\n")
+    report.write_readme(str(readme), text)
+    assert readme.read_text().startswith("intro\n") and "old" not in readme.read_text() and "50.0 ± 8.2" in readme.read_text()
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="has no '<!-- results:start -->'"):
+        report.write_readme(str(readme), text)
