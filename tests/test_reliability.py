@@ -1,0 +1,109 @@
+"""Resume exactly, fail clearly, lose nothing (bc.py carries the mechanism the other scripts copy)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import bc
+import data
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = dict(batch_size=32, hidden_dim=16, eval_episodes=1, log_every=100, progress=False)
+
+
+def cli(run_dir, *extra):
+    return [sys.executable, os.path.join(ROOT, "algorithms", "bc.py"), "--run-dir", run_dir, "--no-progress",
+            "--batch-size", "32", "--hidden-dim", "16", "--eval-episodes", "1", *extra]  # fmt: skip
+
+
+def wait_for(path, process, timeout=120):
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.005)
+
+
+def test_killed_run_resumes_to_bit_identical_parameters(local_dataset, run_dir):
+    dataset = local_dataset("pendulum/medium-v0")
+    total, half = 6000, 3000
+    straight = bc.main(bc.Args(dataset=dataset, run_dir=run_dir, total_steps=total, checkpoint_every=half,
+                               eval_every=total, **FAST))  # fmt: skip
+    expected = data.load_checkpoint(os.path.join(straight["run_path"], "checkpoint.pt"), "bc")
+    assert expected["step"] == total
+
+    killed_dir = os.path.join(run_dir, "killed")
+    process = subprocess.Popen(cli(killed_dir, "--total-steps", str(total), "--checkpoint-every", str(half),
+                                   "--eval-every", str(total)), stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    run_folder = None
+    while run_folder is None:
+        assert process.poll() is None, process.communicate()
+        run_folder = next(iter(os.listdir(killed_dir)), None) if os.path.isdir(killed_dir) else None
+        time.sleep(0.005)
+    checkpoint = os.path.join(killed_dir, run_folder, "checkpoint.pt")
+    wait_for(checkpoint, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert data.load_checkpoint(checkpoint, "bc")["step"] == half  # killed between the two checkpoints
+
+    bc.main(bc.Args(dataset=dataset, resume=checkpoint, total_steps=total, checkpoint_every=half, eval_every=total, **FAST))
+    resumed = data.load_checkpoint(checkpoint, "bc")
+    assert resumed["step"] == total
+    for name, tensor in expected["models"]["actor"].items():
+        assert torch.equal(tensor, resumed["models"]["actor"][name]), name
+    assert len(os.listdir(os.path.join(killed_dir, run_folder))) >= 3  # same folder: checkpoint + two event files
+
+
+def test_same_seed_gives_identical_losses(local_dataset, run_dir, monkeypatch):
+    losses = []
+    real_update = bc.update
+    monkeypatch.setattr(bc, "update", lambda *a: losses.append(real_update(*a).item()) or torch.tensor(losses[-1]))
+    args = dict(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, total_steps=20, eval_every=20, seed=5, **FAST)
+    bc.main(bc.Args(**args))
+    first, losses[:] = list(losses), []
+    bc.main(bc.Args(**args))
+    assert first == losses and len(first) == 20
+
+
+def test_nan_loss_stops_with_name_and_step_and_keeps_last_checkpoint(local_dataset, run_dir, monkeypatch):
+    real_update, calls = bc.update, []
+
+    def update_going_nan(*args):
+        calls.append(1)
+        return real_update(*args) if len(calls) < 150 else torch.tensor(float("nan"))
+
+    monkeypatch.setattr(bc, "update", update_going_nan)
+    with pytest.raises(FloatingPointError, match=r"losses/actor_mse became nan at step 200.*last good checkpoint is .*checkpoint.pt"):
+        bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, total_steps=400,
+                        checkpoint_every=100, eval_every=400, **FAST))  # fmt: skip
+    (run_folder,) = os.listdir(run_dir)
+    assert data.load_checkpoint(os.path.join(run_dir, run_folder, "checkpoint.pt"), "bc")["step"] == 100
+
+
+def test_checkpoint_of_another_dataset_is_refused(local_dataset, run_dir):
+    result = bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, total_steps=20,
+                             eval_every=20, save_model=True, **FAST))  # fmt: skip
+    checkpoint = os.path.join(result["run_path"], "checkpoint.pt")
+    with pytest.raises(ValueError, match="was trained on pendulum/medium-v0, not pendulum/expert-v0: pass --dataset pendulum/medium-v0"):
+        bc.main(bc.Args(dataset=local_dataset("pendulum/expert-v0"), resume=checkpoint, total_steps=40, **FAST))
+
+
+def test_ctrl_c_checkpoints_and_prints_the_resume_command(local_dataset, run_dir):
+    local_dataset("pendulum/medium-v0")
+    process = subprocess.Popen(cli(run_dir, "--total-steps", "10000000", "--eval-every", "10000000", "--log-every", "50"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    while not (os.path.isdir(run_dir) and os.listdir(run_dir) and os.listdir(os.path.join(run_dir, os.listdir(run_dir)[0]))):
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.01)
+    time.sleep(1.0)  # let it train a little
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr[-2000:]
+    assert "resume with: python algorithms/bc.py --resume" in stdout
+    checkpoint = stdout.split("--resume ")[1].split()[0]
+    assert 0 < data.load_checkpoint(checkpoint, "bc")["step"] < 10_000_000
