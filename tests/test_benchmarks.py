@@ -58,3 +58,17 @@ def test_report_turns_results_into_a_mean_std_table(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="has no '<!-- results:start -->'"):
         report.write_readme(str(readme), text)
+
+
+def test_mse_analysis_correlates_score_with_each_mse(local_dataset, run_dir, tmp_path):
+    import bc
+    import mse_analysis
+
+    for seed, steps in ((0, 40), (1, 400)):  # two runs of different quality: four evaluation points
+        bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, seed=seed, total_steps=steps,
+                        eval_every=steps // 2, batch_size=32, hidden_dim=16, eval_episodes=2, progress=False))  # fmt: skip
+    points = mse_analysis.collect(sorted(str(p) for p in (tmp_path / "runs").iterdir()))
+    assert len(points["score"]) == 4 and all(len(points[s]) == 4 and (points[s] > 0).all() for s in mse_analysis.SPLITS)
+    corr = mse_analysis.main(mse_analysis.AnalysisArgs(runs=(f"{run_dir}/*",), out=str(tmp_path / "mse")))
+    assert all(-1 <= corr[s][0] <= 1 for s in mse_analysis.SPLITS)
+    assert (tmp_path / "mse.png").stat().st_size > 1000 and "| eval states |" in (tmp_path / "mse.md").read_text()
