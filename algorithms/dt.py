@@ -1,0 +1,347 @@
+"""Decision Transformer (Chen et al. 2021): offline RL as return-conditioned sequence modelling.
+
+A trajectory is read as the token sequence (R_1, s_1, a_1, R_2, s_2, a_2, ...) where
+R_t = sum_{t' >= t} r_t' is the return-to-go. Each token gets its own linear embedding plus a learned
+embedding of the episode timestep t; a causal GPT predicts a_t from the hidden state of the s_t token
+(which has seen R_1..R_t, s_1..s_t, a_1..a_{t-1} of the last K steps):
+    L = E_{windows ~ D} (1/K) sum_t || pi(R_{<=t}, s_{<=t}, a_{<t}) - a_t ||^2 .
+At test time the model is conditioned on a target return R_1 and R_{t+1} = R_t - r_t after each step.
+No value function, no Bellman backup: it cannot stitch trajectories (Kumar et al. 2022), but it can
+pick the best behaviour present in the data by asking for a high return.
+"""
+
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+import data
+
+
+@dataclass
+class Args:
+    dataset: str = "pendulum/medium-v0"
+    """Minari dataset id: the local suite (`python algorithms/data.py` lists it) or a remote id"""
+    target_returns: tuple[float, ...] = ()
+    """returns to condition on at evaluation, each reported (default: the dataset's best episode return
+    and the midpoint of its worst and best; the paper: 3600 and 1800 on hopper)"""
+    rtg_scale: float = 0.0
+    """the model sees R_t / rtg_scale; 0 = the largest |episode return| in the data, so inputs lie in
+    [-1, 1] for negative (pendulum) and positive (maze) returns alike (the paper: 1000 on MuJoCo)"""
+    context_length: int = 20
+    """K: timesteps (3K tokens) the transformer sees"""
+    embed_dim: int = 64
+    """token width (the paper: 128; 128 x 3 layers runs 2-3 updates/s on one CPU core)"""
+    num_layers: int = 1
+    """transformer blocks (the paper: 3)"""
+    num_heads: int = 1
+    """attention heads"""
+    dropout: float = 0.0
+    """dropout on embeddings, attention weights and residual branches (the paper: 0.1, for 100k updates;
+    at a few thousand updates it keeps a small model from fitting the actions)"""
+    max_timestep: int = 1000
+    """size of the timestep embedding table (longer episodes reuse the last entry)"""
+    seed: int = 0
+    """seed of torch, numpy, python and the evaluation envs"""
+    device: str = "auto"
+    """auto (CUDA when present), cpu, cuda or cuda:N"""
+    threads: int = 1
+    """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
+    total_steps: int = 2_000
+    """gradient updates (the paper: 100_000)"""
+    batch_size: int = 64
+    """K-step windows per update"""
+    learning_rate: float = 1e-3
+    """AdamW peak learning rate (the paper: 1e-4 over 100k updates; 1e-3 suits a few thousand)"""
+    weight_decay: float = 1e-4
+    """AdamW weight decay"""
+    warmup_steps: int | None = None
+    """linear learning-rate warm-up from 0; None = 10% of total_steps (the paper's code: 10_000 of 100_000)"""
+    grad_clip: float = 0.25
+    """clip the gradient's global norm to this"""
+    normalize_obs: bool = True
+    """standardise observations with the training data's mean and std"""
+    validation_fraction: float = 0.1
+    """fraction of episodes held out to measure validation action MSE"""
+    eval_every: int = 1_000
+    """evaluate the policy every this many updates (and once at the end)"""
+    eval_episodes: int = 10
+    """episodes per evaluation and target return, run in parallel in a vector env"""
+    log_every: int = 250
+    """write losses to TensorBoard every this many updates"""
+    run_dir: str = "runs"
+    """TensorBoard logs and checkpoints go to run_dir/<run name>/"""
+    exp_name: str = "dt"
+    """experiment name, part of the run name"""
+    save_model: bool = False
+    """write run_dir/<run name>/checkpoint.pt at the end"""
+    progress: bool = True
+    """show a progress bar (--no-progress for logs and CI)"""
+    track: bool = False
+    """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
+    wandb_project: str = "cleanoffrl"
+    """Weights & Biases project name"""
+
+
+class Block(nn.Module):
+    """Pre-norm GPT block: x + attention(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float):
+        super().__init__()
+        self.num_heads, self.dropout = num_heads, dropout
+        self.ln_attention, self.ln_mlp = nn.LayerNorm(embed_dim), nn.LayerNorm(embed_dim)
+        self.qkv, self.proj = nn.Linear(embed_dim, 3 * embed_dim), nn.Linear(embed_dim, embed_dim)
+        self.mlp = nn.Sequential(nn.Linear(embed_dim, 4 * embed_dim), nn.ReLU(), nn.Linear(4 * embed_dim, embed_dim))
+        self.residual_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        batch, length, width = x.shape
+        q, k, v = self.qkv(self.ln_attention(x)).view(batch, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        # attention_mask (True = may attend) already holds causality; without it (no padding) is_causal
+        # lets torch pick its fused kernel
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attention_mask, is_causal=attention_mask is None,
+            dropout_p=self.dropout if self.training else 0.0,
+        )  # fmt: skip
+        x = x + self.residual_dropout(self.proj(y.transpose(1, 2).reshape(batch, length, width)))
+        return x + self.residual_dropout(self.mlp(self.ln_mlp(x)))
+
+
+class DecisionTransformer(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, args: Args, low: np.ndarray, high: np.ndarray):
+        super().__init__()
+        self.max_timestep = args.max_timestep
+        self.embed_timestep = nn.Embedding(args.max_timestep, args.embed_dim)
+        self.embed_return = nn.Linear(1, args.embed_dim)
+        self.embed_state = nn.Linear(obs_dim, args.embed_dim)
+        self.embed_action = nn.Linear(act_dim, args.embed_dim)
+        self.embed_norm, self.embed_dropout = nn.LayerNorm(args.embed_dim), nn.Dropout(args.dropout)
+        self.blocks = nn.ModuleList(Block(args.embed_dim, args.num_heads, args.dropout) for _ in range(args.num_layers))
+        self.final_norm = nn.LayerNorm(args.embed_dim)
+        self.action_head = nn.Sequential(nn.Linear(args.embed_dim, act_dim), nn.Tanh())
+        self.register_buffer("action_scale", torch.tensor((high - low) / 2, dtype=torch.float32))
+        self.register_buffer("action_bias", torch.tensor((high + low) / 2, dtype=torch.float32))
+
+    def embed(self, returns_to_go, states, actions, timesteps) -> torch.Tensor:
+        """(B, K, .) inputs -> (B, 3K, d) tokens in the order R_1, s_1, a_1, R_2, s_2, a_2, ...
+
+        Stacking on a new axis 2 and flattening (K, 3) interleaves the three streams; concatenating
+        them on the time axis would give R_1..R_K, s_1..s_K, a_1..a_K and break causality.
+        """
+        time = self.embed_timestep(timesteps.clamp(max=self.max_timestep - 1))
+        return_tokens = self.embed_return(returns_to_go) + time
+        state_tokens, action_tokens = self.embed_state(states) + time, self.embed_action(actions) + time
+        tokens = torch.stack([return_tokens, state_tokens, action_tokens], dim=2)  # (B, K, 3, d)
+        return tokens.reshape(states.shape[0], 3 * states.shape[1], -1)
+
+    def hidden(self, returns_to_go, states, actions, timesteps, valid=None) -> torch.Tensor:
+        """The last block's (normalised) output for every token, (B, 3K, d).
+
+        valid (B, K) marks real timesteps; False = left padding before the episode's start, which no
+        real token may attend to (a padded token attends to itself only, so no softmax row is empty).
+        """
+        x = self.embed_dropout(self.embed_norm(self.embed(returns_to_go, states, actions, timesteps)))
+        attention_mask = None
+        if valid is not None:
+            length = x.shape[1]
+            causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
+            keys = valid.repeat_interleave(3, dim=1)[:, None, :] | torch.eye(length, dtype=torch.bool, device=x.device)
+            attention_mask = (causal & keys)[:, None]  # (B, 1 head-broadcast, 3K queries, 3K keys)
+        for block in self.blocks:
+            x = block(x, attention_mask)
+        return self.final_norm(x)
+
+    def predict_action(self, state_token_hidden: torch.Tensor) -> torch.Tensor:
+        return self.action_head(state_token_hidden) * self.action_scale + self.action_bias
+
+    def forward(self, returns_to_go, states, actions, timesteps, valid=None) -> torch.Tensor:
+        """(B, K, act_dim): a_t predicted from the hidden state of s_t (token 3t + 1)."""
+        return self.predict_action(self.hidden(returns_to_go, states, actions, timesteps, valid)[:, 1::3])
+
+
+def sample_windows(train: data.Transitions, episode_start: torch.Tensor, returns_to_go: torch.Tensor, batch_size, K):
+    """K-step windows ending at uniform random transitions, built on the data's device.
+
+    Episodes are contiguous, so window steps before the end's episode start (i - timesteps[i]) are
+    left padding: zero inputs, valid = False (masked in attention and in the loss).
+    """
+    end = torch.randint(len(train), (batch_size, 1), device=train.rewards.device)
+    index = end + torch.arange(1 - K, 1, device=end.device)  # (B, K)
+    valid = index >= episode_start[end]
+    index = torch.where(valid, index, end)  # any in-range index; zeroed below
+    mask = valid[..., None].float()
+    return (
+        returns_to_go[index][..., None] * mask, train.observations[index] * mask, train.actions[index] * mask,
+        train.timesteps[index] * valid, valid,
+    )  # fmt: skip
+
+
+def update(model, optimizer, scheduler, batch, grad_clip: float) -> torch.Tensor:
+    returns_to_go, states, actions, timesteps, valid = batch
+    predicted = model(returns_to_go, states, actions, timesteps, valid)
+    # L = E || pi(R_{<=t}, s_{<=t}, a_{<t}) - a_t ||^2 over the real (unpadded) steps of each window
+    mask = valid[..., None].float()
+    loss = (((predicted - actions) ** 2) * mask).sum() / (mask.sum() * actions.shape[-1])
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return loss.detach()
+
+
+class ContextPolicy:
+    """The evaluation policy: one context of the last K (R, s, a, t) per env of the vector env.
+
+    data.evaluate() calls policy(observations) then on_reward(rewards) every step; all envs start
+    together, so every context has the same length and needs no padding.
+    """
+
+    def __init__(self, model: DecisionTransformer, normalizer: data.Normalizer, K: int, rtg_scale: float):
+        self.model, self.normalizer, self.K, self.rtg_scale = model, normalizer, K, rtg_scale
+
+    def reset(self, target_return: float) -> None:
+        """Call before each evaluate(): empty contexts, R_1 = the target return."""
+        self.return_to_go, self.context, self.t = target_return / self.rtg_scale, None, 0
+
+    def __call__(self, observations: torch.Tensor) -> torch.Tensor:
+        n, device = observations.shape[0], observations.device
+        if self.context is None:
+            widths = (1, observations.shape[1], self.model.action_scale.shape[0])
+            self.context = [torch.zeros(n, 0, width, device=device) for width in widths]
+            self.context.append(torch.zeros(n, 0, dtype=torch.long, device=device))  # timesteps
+        # a_t is not known yet: a zero placeholder fills its token, which a_t's prediction cannot see
+        step = [torch.as_tensor(self.return_to_go, dtype=torch.float32, device=device).expand(n)[:, None, None],
+                self.normalizer(observations)[:, None], torch.zeros(n, 1, self.context[2].shape[2], device=device),
+                torch.full((n, 1), self.t, dtype=torch.long, device=device)]  # fmt: skip
+        self.context = [torch.cat([old, new], 1)[:, -self.K :] for old, new in zip(self.context, step)]
+        action = self.model(*self.context)[:, -1]
+        self.context[2][:, -1] = action
+        return action
+
+    def on_reward(self, rewards: np.ndarray) -> None:
+        # R_{t+1} = R_t - r_t
+        reward = torch.as_tensor(rewards, dtype=torch.float32, device=self.context[0].device)
+        self.return_to_go = self.context[0][:, -1, 0] - reward / self.rtg_scale
+        self.t += 1
+
+
+def main(args: Args) -> dict:
+    if args.total_steps <= 0 or args.batch_size <= 0 or args.context_length <= 0:
+        raise ValueError("--total-steps, --batch-size and --context-length must be positive integers.")
+    if args.embed_dim % args.num_heads:
+        raise ValueError(f"--embed-dim {args.embed_dim} must be divisible by --num-heads {args.num_heads}.")
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    device = data.resolve_device(args.device)
+    run_name = f"{args.dataset.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_path = os.path.join(args.run_dir, run_name)
+
+    # data: episodes split into train/validation; returns-to-go and episode starts for the windows
+    dataset = data.load_dataset(args.dataset)
+    transitions = data.to_transitions(dataset, device)
+    train, valid = data.split_by_episode(transitions, args.validation_fraction, seed=args.seed)
+    obs_dim, act_dim = train.observations.shape[1], train.actions.shape[1]
+    identity = data.Normalizer.identity(obs_dim, device)
+    normalizer = data.Normalizer.fit(train.observations) if args.normalize_obs else identity
+    episode_returns = train.episode_returns[train.episode_starts]
+    rtg_scale = args.rtg_scale or float(episode_returns.abs().max().clamp_min(1e-6))
+    best, worst = float(episode_returns.max()), float(episode_returns.min())
+    target_returns = args.target_returns or (best, (best + worst) / 2)
+    train_windows = train.with_observations(normalizer)
+    episode_start = torch.arange(len(train), device=device) - train.timesteps
+    train_returns_to_go = train.returns_to_go / rtg_scale
+    valid_windows = (valid.with_observations(normalizer), torch.arange(len(valid), device=device) - valid.timesteps,
+                     valid.returns_to_go / rtg_scale)  # fmt: skip
+
+    K = args.context_length
+    model = DecisionTransformer(obs_dim, act_dim, args, dataset.action_space.low, dataset.action_space.high).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    warmup = args.warmup_steps if args.warmup_steps is not None else max(1, args.total_steps // 10)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup)))
+    policy = ContextPolicy(model, normalizer, K, rtg_scale)
+    eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
+
+    writer = SummaryWriter(run_path)
+    hyperparameters = asdict(args) | {"rtg_scale": rtg_scale, "target_returns": tuple(target_returns)}
+    table = "\n".join(f"|{k}|{v}|" for k, v in hyperparameters.items())
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project, name=run_name, config=hyperparameters, sync_tensorboard=True)
+
+    scores, scores_by_target, start_time = [], {}, time.time()
+    progress = tqdm(range(1, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
+    for step in progress:
+        model.train()
+        batch = sample_windows(train_windows, episode_start, train_returns_to_go, args.batch_size, K)
+        loss = update(model, optimizer, scheduler, batch, args.grad_clip)
+
+        if step % args.log_every == 0 or step == args.total_steps:
+            loss = loss.item()  # the only host sync, once per log_every updates
+            if not np.isfinite(loss):
+                raise FloatingPointError(f"losses/action_mse became {loss} at step {step}: lower --learning-rate.")
+            writer.add_scalar("losses/action_mse", loss, step)
+            writer.add_scalar("charts/learning_rate", scheduler.get_last_lr()[0], step)
+            writer.add_scalar("charts/updates_per_s", step / (time.time() - start_time), step)
+            model.eval()
+            with torch.no_grad():
+                if len(valid) > 0:  # none with --validation-fraction 0
+                    windows = sample_windows(*valid_windows, 1024, K)
+                    predicted, mask = model(*windows), windows[-1][..., None].float()
+                    valid_mse = (((predicted - windows[2]) ** 2) * mask).sum() / (mask.sum() * act_dim)
+                    writer.add_scalar("valid/action_mse", valid_mse.item(), step)
+
+        if step % args.eval_every == 0 or step == args.total_steps:
+            model.eval()
+            results = {}
+            for target in target_returns:
+                policy.reset(target)
+                result = data.evaluate(
+                    policy, eval_envs, dataset, seed=args.seed + 1_000, device=device, on_reward=policy.on_reward
+                )
+                results[target] = result
+                scores_by_target.setdefault(target, []).append(result.normalized_mean)
+                writer.add_scalar(f"eval/return_target_{target:g}", result.mean, step)
+                writer.add_scalar(f"eval/normalized_score_target_{target:g}", result.normalized_mean, step)
+            # the headline score is the first target's (default: the best return in the data)
+            result = results[target_returns[0]]
+            scores.append(result.normalized_mean)
+            writer.add_scalar("eval/return", result.mean, step)
+            writer.add_scalar("eval/normalized_score", result.normalized_mean, step)
+            progress.set_postfix(score=f"{result.normalized_mean:.1f}", loss=f"{loss:.4f}")
+
+    updates_per_s = args.total_steps / (time.time() - start_time)
+    if args.save_model:
+        data.save_checkpoint(
+            os.path.join(run_path, "checkpoint.pt"), algorithm="dt", args=hyperparameters, step=args.total_steps,
+            models={"model": model.state_dict(), "optimizer": optimizer.state_dict()}, normalizer=normalizer,
+        )  # fmt: skip
+    eval_envs.close()
+    writer.close()
+    per_target = ", ".join(f"target {t:g}: {s[-1]:.1f}" for t, s in scores_by_target.items())
+    print(
+        f"{args.dataset} dt seed {args.seed}: normalized score {scores[-1]:.1f} "
+        f"({per_target}; rtg scale {rtg_scale:g}), "
+        f"{updates_per_s:.1f} updates/s, logs in {run_path}"
+    )
+    return {
+        "normalized_score": scores[-1], "scores": scores, "updates_per_s": updates_per_s, "run_path": run_path,
+        "score_by_target": {t: s[-1] for t, s in scores_by_target.items()}, "scores_by_target": scores_by_target,
+        "rtg_scale": rtg_scale, "target_returns": tuple(target_returns),
+    }  # fmt: skip
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
