@@ -28,6 +28,8 @@ class ReportArgs:
     """write the tables into this README between the results markers"""
     metric: str = "normalized_score"
     """which recorded score to tabulate (normalized_score or best_normalized_score)"""
+    plot: str | None = None
+    """also draw a bar chart (mean ± std per variant and dataset) of all results to this PNG"""
 
 
 def load_records(paths) -> list[dict]:
@@ -72,6 +74,32 @@ def table(records: list[dict], metric: str = "normalized_score") -> str:
     return "\n".join(lines)
 
 
+def bar_chart(records: list[dict], path: str, metric: str = "normalized_score") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in records if r.get("status") == "ok"]
+    varying = {k for r in ok for k in r["flags"] if len({x["flags"].get(k) for x in ok if x["script"] == r["script"]}) > 1}
+    datasets = sorted({r["dataset"] for r in ok})
+    variants = sorted({variant(r, varying) for r in ok})
+    width = 0.8 / max(len(variants), 1)
+    figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(datasets) * max(1, len(variants) / 2)), 3.8))
+    for i, v in enumerate(variants):
+        scores = [[r[metric] for r in ok if variant(r, varying) == v and r["dataset"] == d] for d in datasets]
+        means = [np.mean(s) if s else np.nan for s in scores]
+        stds = [np.std(s) if s else 0 for s in scores]
+        axis.bar(np.arange(len(datasets)) + i * width, means, width, yerr=stds, label=v, capsize=2)
+    axis.set_xticks(np.arange(len(datasets)) + width * (len(variants) - 1) / 2, [d.replace("/", "/\n") for d in datasets], fontsize=8)
+    axis.set_ylabel("normalised score")
+    axis.axhline(0, color="k", lw=0.5)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
 def write_readme(path: str, text: str) -> None:
     with open(path) as f:
         readme = f.read()
@@ -91,6 +119,8 @@ def main(args: ReportArgs) -> str:
         title = os.path.splitext(os.path.basename(path))[0]
         sections.append(f"#### {title}\n\n{table(load_records([path]), args.metric)}")
     text = "\n\n".join(sections)
+    if args.plot:
+        bar_chart(load_records(args.results), args.plot, args.metric)
     if args.readme:
         write_readme(args.readme, text)
     print(text)
