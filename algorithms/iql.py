@@ -1,0 +1,337 @@
+"""Implicit Q-learning (IQL, Kostrikov et al. 2022): never query Q on an action outside the dataset.
+
+A state value V is fitted to an upper expectile of Q over the dataset's actions, which stands in for
+max_a Q(s, a) without evaluating any other action; Q is then regressed on r + gamma V(s'):
+    L_V(psi)   = E_{(s,a)~D}    [ L2^tau( Q_target(s, a) - V_psi(s) ) ],   L2^tau(u) = |tau - 1(u < 0)| u^2
+    L_Q(theta) = E_{(s,a,s')~D} [ ( r + gamma V_psi(s') - Q_theta(s, a) )^2 ]
+The policy is extracted by advantage-weighted regression (AWR), again on dataset actions only:
+    L_pi(phi)  = -E_{(s,a)~D} [ min(exp(beta (Q_target(s, a) - V_psi(s))), 100) log pi_phi(a | s) ]
+tau -> 1 approaches in-sample Q-learning (max over dataset actions); tau = 0.5 is SARSA.
+The paper's settings: locomotion --expectile 0.7 --temperature 3 --return-range-scale;
+antmaze --expectile 0.9 --temperature 10 --reward-shift -1; kitchen/adroit --expectile 0.7
+--temperature 0.5 --actor-dropout 0.1 (all with --total-steps 1000000).
+"""
+
+import copy
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+import data
+
+
+@dataclass
+class Args:
+    dataset: str = "pendulum/medium-v0"
+    """Minari dataset id: the local suite (`python algorithms/data.py` lists it) or a remote id"""
+    seed: int = 0
+    """seed of torch, numpy, python and the evaluation envs"""
+    device: str = "auto"
+    """auto (CUDA when present), cpu, cuda or cuda:N"""
+    threads: int = 1
+    """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
+    total_steps: int = 10_000
+    """gradient updates (the paper uses 1_000_000 on D4RL)"""
+    batch_size: int = 256
+    """transitions per update"""
+    expectile: float = 0.7
+    """tau of the expectile regression for V (0.7 locomotion, 0.9 antmaze; 0.5 = SARSA)"""
+    temperature: float = 3.0
+    """beta, inverse temperature of the advantage weights (3 locomotion, 10 antmaze, 0.5 kitchen/adroit)"""
+    max_weight: float = 100.0
+    """clip of the advantage weights exp(beta A)"""
+    discount: float = 0.99
+    """gamma"""
+    target_update_rate: float = 0.005
+    """Polyak rate of the target Q networks"""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the policy (cosine-decayed to 0 over total_steps)"""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the Q networks"""
+    value_lr: float = 3e-4
+    """Adam learning rate of the V network"""
+    cosine_actor_lr: bool = True
+    """cosine decay of the actor learning rate, as in the paper"""
+    hidden_dim: int = 256
+    """width of the two hidden layers of every network"""
+    num_critics: int = 2
+    """Q networks (evaluated as one batched ensemble); targets use their minimum"""
+    actor_dropout: float = 0.0
+    """dropout in the policy's hidden layers (0.1 on kitchen/adroit in the paper)"""
+    return_range_scale: bool = True
+    """scale rewards by 1000 / (max - min episode return), the paper's locomotion setting"""
+    reward_scale: float = 1.0
+    """r <- r * reward_scale + reward_shift (after the return-range scaling)"""
+    reward_shift: float = 0.0
+    """-1 is the paper's antmaze setting: every step costs until the goal"""
+    normalize_obs: bool = True
+    """standardise observations with the training data's mean and std"""
+    validation_fraction: float = 0.1
+    """fraction of episodes held out to measure validation losses and action MSE"""
+    eval_every: int = 5_000
+    """evaluate the policy every this many updates (and once at the end)"""
+    eval_episodes: int = 10
+    """episodes per evaluation, run in parallel in a vector env"""
+    log_every: int = 500
+    """write losses to TensorBoard every this many updates"""
+    run_dir: str = "runs"
+    """TensorBoard logs and checkpoints go to run_dir/<run name>/"""
+    exp_name: str = "iql"
+    """experiment name, part of the run name"""
+    save_model: bool = False
+    """write run_dir/<run name>/checkpoint.pt at the end"""
+    progress: bool = True
+    """show a progress bar (--no-progress for logs and CI)"""
+    track: bool = False
+    """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
+    wandb_project: str = "cleanoffrl"
+    """Weights & Biases project name"""
+
+
+def mlp(in_dim: int, hidden_dim: int, out_dim: int, dropout: float = 0.0) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(hidden_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(hidden_dim, out_dim),
+    )  # fmt: skip
+
+
+class GaussianActor(nn.Module):
+    """pi(a|s) = N(mu(s), sigma): tanh-bounded mean rescaled to the action box, state-independent std."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, low: np.ndarray, high: np.ndarray, dropout: float):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden_dim, act_dim, dropout)
+        self.log_std = nn.Parameter(torch.zeros(act_dim))
+        self.register_buffer("action_scale", torch.tensor((high - low) / 2, dtype=torch.float32))
+        self.register_buffer("action_bias", torch.tensor((high + low) / 2, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """The mean action: what the policy does at evaluation."""
+        return torch.tanh(self.net(obs)) * self.action_scale + self.action_bias
+
+    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        std = self.log_std.clamp(-5.0, 2.0).exp() * self.action_scale
+        z = (actions - self(obs)) / std
+        return (-0.5 * z**2 - torch.log(std) - 0.5 * np.log(2 * np.pi)).sum(-1)
+
+
+class EnsembleLinear(nn.Module):
+    """num_members independent linear layers applied as one batched matmul: (E, B, in) -> (E, B, out)."""
+
+    def __init__(self, num_members: int, in_dim: int, out_dim: int):
+        super().__init__()
+        bound = 1 / np.sqrt(in_dim)  # nn.Linear's default initialisation range
+        self.weight = nn.Parameter(torch.empty(num_members, in_dim, out_dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class Critics(nn.Module):
+    """An ensemble of Q networks; Q(s, a) has shape (num_critics, batch)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, num_critics: int):
+        super().__init__()
+        self.num_critics = num_critics
+        self.net = nn.Sequential(
+            EnsembleLinear(num_critics, obs_dim + act_dim, hidden_dim), nn.ReLU(),
+            EnsembleLinear(num_critics, hidden_dim, hidden_dim), nn.ReLU(),
+            EnsembleLinear(num_critics, hidden_dim, 1),
+        )  # fmt: skip
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, actions], -1).expand(self.num_critics, -1, -1)
+        return self.net(x).squeeze(-1)
+
+
+class ValueNetwork(nn.Module):
+    def __init__(self, obs_dim: int, hidden_dim: int):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden_dim, 1)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).squeeze(-1)
+
+
+def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
+    """L2^tau(u) = |tau - 1(u < 0)| u^2, elementwise: with tau > 0.5 V under-estimating Q costs more."""
+    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
+    return weight * diff**2
+
+
+def advantage_weights(advantages: torch.Tensor, temperature: float, max_weight: float) -> torch.Tensor:
+    """exp(beta A), clipped: a few large advantages must not dominate the regression (or overflow)."""
+    return torch.exp(temperature * advantages).clamp(max=max_weight)
+
+
+def update(
+    actor: GaussianActor, critic: Critics, target_critic: Critics, value: ValueNetwork,
+    optimizers: dict[str, torch.optim.Optimizer], batch: data.Transitions, args: Args,
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    with torch.no_grad():
+        target_q = target_critic(batch.observations, batch.actions).min(0).values
+        next_v = value(batch.next_observations)
+
+    # L_V = E_{(s,a)~D} [ L2^tau( Q_target(s,a) - V(s) ) ]
+    v = value(batch.observations)
+    value_loss = expectile_loss(target_q - v, args.expectile).mean()
+    optimizers["value"].zero_grad(set_to_none=True)
+    value_loss.backward()
+    optimizers["value"].step()
+
+    # L_pi = -E_{(s,a)~D} [ min(exp(beta (Q_target(s,a) - V(s))), 100) log pi(a|s) ]
+    weights = advantage_weights(target_q - v.detach(), args.temperature, args.max_weight)
+    actor_loss = -(weights * actor.log_prob(batch.observations, batch.actions)).mean()
+    optimizers["actor"].zero_grad(set_to_none=True)
+    actor_loss.backward()
+    optimizers["actor"].step()
+
+    # L_Q = E_{(s,a,r,s')~D} [ (r + gamma (1 - done) V(s') - Q_i(s,a))^2 ], summed over the ensemble
+    td_target = batch.rewards + args.discount * (1.0 - batch.terminals) * next_v
+    q = critic(batch.observations, batch.actions)
+    critic_loss = ((q - td_target) ** 2).mean(1).sum()
+    optimizers["critic"].zero_grad(set_to_none=True)
+    critic_loss.backward()
+    optimizers["critic"].step()
+
+    # theta_target <- (1 - rate) theta_target + rate theta, in place (outside autograd: no graph)
+    with torch.no_grad():
+        torch._foreach_lerp_(list(target_critic.parameters()), list(critic.parameters()), args.target_update_rate)
+    return {
+        "value_loss": value_loss.detach(), "actor_loss": actor_loss.detach(), "critic_loss": critic_loss.detach(),
+        "q_mean": q.detach().mean(), "v_mean": v.detach().mean(), "weights_mean": weights.mean(),
+        "weights_clipped": (weights >= args.max_weight).float().mean(),
+    }  # fmt: skip
+
+
+@torch.no_grad()
+def validation_losses(actor, critic, target_critic, value, valid: data.Transitions, args: Args) -> dict[str, float]:
+    """The same losses on held-out episodes (already normalised and reward-transformed)."""
+    v = value(valid.observations)
+    target_q = target_critic(valid.observations, valid.actions).min(0).values
+    td_target = valid.rewards + args.discount * (1.0 - valid.terminals) * value(valid.next_observations)
+    q = critic(valid.observations, valid.actions)
+    return {
+        "value_loss": expectile_loss(target_q - v, args.expectile).mean().item(),
+        "critic_loss": ((q - td_target) ** 2).mean(1).sum().item(),
+        "action_mse": ((actor(valid.observations) - valid.actions) ** 2).mean().item(),
+    }
+
+
+def main(args: Args) -> dict:
+    if args.total_steps <= 0 or args.batch_size <= 0:
+        raise ValueError("--total-steps and --batch-size must be positive integers.")
+    if not 0 < args.expectile < 1:
+        raise ValueError(f"--expectile must be in (0, 1), got {args.expectile}.")
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    device = data.resolve_device(args.device)
+    run_name = f"{args.dataset.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_path = os.path.join(args.run_dir, run_name)
+
+    # data: split by episode; rewards transformed and observations normalised for the learner only
+    dataset = data.load_dataset(args.dataset)
+    transitions = data.to_transitions(dataset, device)
+    train, valid = data.split_by_episode(transitions, args.validation_fraction, seed=args.seed)
+    if args.batch_size > len(train):
+        raise ValueError(f"--batch-size {args.batch_size} is larger than the {len(train)} training transitions.")
+    obs_dim, act_dim = train.observations.shape[1], train.actions.shape[1]
+    normalizer = data.Normalizer.fit(train.observations) if args.normalize_obs else data.Normalizer.identity(obs_dim, device)
+    train_batches, valid_batches = [
+        data.transform_rewards(split, args.reward_scale, args.reward_shift, args.return_range_scale)
+        .with_observations(normalizer)
+        for split in (train, valid)
+    ]
+
+    low, high = dataset.action_space.low, dataset.action_space.high
+    actor = GaussianActor(obs_dim, act_dim, args.hidden_dim, low, high, args.actor_dropout).to(device)
+    critic = Critics(obs_dim, act_dim, args.hidden_dim, args.num_critics).to(device)
+    target_critic = copy.deepcopy(critic).requires_grad_(False)
+    value = ValueNetwork(obs_dim, args.hidden_dim).to(device)
+    optimizers = {
+        "actor": torch.optim.Adam(actor.parameters(), lr=args.actor_lr),
+        "critic": torch.optim.Adam(critic.parameters(), lr=args.critic_lr),
+        "value": torch.optim.Adam(value.parameters(), lr=args.value_lr),
+    }
+    scheduler = None
+    if args.cosine_actor_lr:
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizers["actor"], args.total_steps)
+    policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, mean action out
+    eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
+
+    writer = SummaryWriter(run_path)
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project, name=run_name, config=asdict(args), sync_tensorboard=True)
+
+    scores, start_time = [], time.time()
+    progress = tqdm(range(1, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
+    for step in progress:
+        metrics = update(actor, critic, target_critic, value, optimizers, train_batches.sample(args.batch_size), args)
+        if scheduler is not None:
+            scheduler.step()
+
+        if step % args.log_every == 0 or step == args.total_steps:
+            metrics = {name: number.item() for name, number in metrics.items()}  # the only host sync
+            for name in ("value_loss", "actor_loss", "critic_loss"):
+                if not np.isfinite(metrics[name]):
+                    raise FloatingPointError(
+                        f"losses/{name} became {metrics[name]} at step {step}: lower the learning rates."
+                    )
+            for name, number in metrics.items():
+                writer.add_scalar(f"losses/{name}", number, step)
+            writer.add_scalar("charts/actor_lr", optimizers["actor"].param_groups[0]["lr"], step)
+            writer.add_scalar("charts/updates_per_s", step / (time.time() - start_time), step)
+            actor.eval()  # no dropout when measuring
+            for name, number in validation_losses(actor, critic, target_critic, value, valid_batches, args).items():
+                writer.add_scalar(f"valid/{name}", number, step)
+            actor.train()
+
+        if step % args.eval_every == 0 or step == args.total_steps:
+            actor.eval()
+            result = data.evaluate(policy, eval_envs, dataset, seed=args.seed + 1_000, device=device)
+            scores.append(result.normalized_mean)
+            writer.add_scalar("eval/return", result.mean, step)
+            writer.add_scalar("eval/normalized_score", result.normalized_mean, step)
+            # action MSE to the scripted expert on training / validation / visited states (Park et al. 2024)
+            for split, states in (("train", train.observations), ("valid", valid.observations), ("eval", result.observations)):
+                mse = data.expert_action_mse(policy, args.dataset, states, device)
+                if np.isfinite(mse):
+                    writer.add_scalar(f"mse/{split}_expert", mse, step)
+            actor.train()
+            progress.set_postfix(score=f"{result.normalized_mean:.1f}")
+
+    updates_per_s = args.total_steps / (time.time() - start_time)
+    if args.save_model:
+        models = {"actor": actor, "critic": critic, "target_critic": target_critic, "value": value}
+        models = {name: model.state_dict() for name, model in models.items()}
+        models.update({f"{name}_optimizer": optimizer.state_dict() for name, optimizer in optimizers.items()})
+        data.save_checkpoint(
+            os.path.join(run_path, "checkpoint.pt"), algorithm="iql", args=asdict(args), step=args.total_steps,
+            models=models, normalizer=normalizer,
+        )  # fmt: skip
+    eval_envs.close()
+    writer.close()
+    print(
+        f"{args.dataset} iql seed {args.seed}: normalized score {scores[-1]:.1f} "
+        f"(return {result.mean:.1f} +- {result.std:.1f}), {updates_per_s:.0f} updates/s, logs in {run_path}"
+    )
+    return {"normalized_score": scores[-1], "scores": scores, "updates_per_s": updates_per_s, "run_path": run_path}
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

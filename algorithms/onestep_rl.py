@@ -1,0 +1,332 @@
+"""One-step RL (Brandfonbrener et al. 2021): evaluate the behaviour policy, improve on it once.
+
+Instead of alternating evaluation and improvement (off-policy evaluation of ever-changing policies),
+fit the behaviour policy beta_hat by maximum likelihood, its Q function by SARSA (the target uses
+the dataset's own next action a', so Q never sees an action outside the dataset),
+    L_beta  = -E_{(s,a)~D} [ log beta_hat(a | s) ]
+    L_Q     =  E_{(s,a,r,s',a')~D} [ ( r + gamma Q_target(s', a') - Q(s, a) )^2 ]
+and take one step of policy improvement against Q^beta. The default operator is exponentially
+weighted regression, with V^beta(s) = E_{a~beta_hat} Q(s, a) estimated by sampling:
+    L_pi    = -E_{(s,a)~D} [ min(exp(tau (Q(s, a) - V^beta(s))), 100) log pi(a | s) ]
+--improvement reverse_kl maximises E_{a~pi}[Q(s, a)] - alpha KL(pi || beta_hat); --improvement easy_bcq
+acts with argmax_{a_i ~ beta_hat(s), i <= N} Q(s, a_i) and trains no policy.
+Q and beta_hat do not depend on pi, so training the three side by side in one loop reaches what
+training them one after the other does (the paper), with one step budget.
+"""
+
+import copy
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+import data
+
+
+@dataclass
+class Args:
+    dataset: str = "pendulum/medium-v0"
+    """Minari dataset id: the local suite (`python algorithms/data.py` lists it) or a remote id"""
+    seed: int = 0
+    """seed of torch, numpy, python and the evaluation envs"""
+    device: str = "auto"
+    """auto (CUDA when present), cpu, cuda or cuda:N"""
+    threads: int = 1
+    """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
+    total_steps: int = 10_000
+    """gradient updates of each network, all three side by side (use ~1_000_000 on D4RL)"""
+    batch_size: int = 256
+    """transitions per update"""
+    improvement: Literal["exp_weight", "reverse_kl", "easy_bcq"] = "exp_weight"
+    """the one improvement step: exponentially weighted regression, reverse-KL regularised, or easy BCQ"""
+    temperature: float = 3.0
+    """tau of exp(tau A) (the paper tunes it per dataset; 3 = IQL's locomotion beta)"""
+    max_weight: float = 100.0
+    """clip of the weights exp(tau A)"""
+    kl_coefficient: float = 0.1
+    """alpha of --improvement reverse_kl"""
+    num_action_samples: int = 4
+    """actions from beta_hat to estimate V^beta(s) (a per-state baseline: a few suffice); easy_bcq's candidates"""
+    discount: float = 0.99
+    """gamma"""
+    target_update_rate: float = 0.005
+    """Polyak rate of the target Q networks"""
+    learning_rate: float = 3e-4
+    """Adam learning rate of every network"""
+    hidden_dim: int = 256
+    """width of the two hidden layers of every network"""
+    num_critics: int = 2
+    """Q networks (evaluated as one batched ensemble); targets and advantages use their minimum"""
+    return_range_scale: bool = False
+    """scale rewards by 1000 / (max - min episode return) (IQL's locomotion transform)"""
+    reward_scale: float = 1.0
+    """r <- r * reward_scale + reward_shift (after the return-range scaling)"""
+    reward_shift: float = 0.0
+    """e.g. -1 on sparse goal-reaching tasks (antmaze)"""
+    normalize_obs: bool = True
+    """standardise observations with the training data's mean and std"""
+    validation_fraction: float = 0.1
+    """fraction of episodes held out to measure validation losses and action MSE"""
+    eval_every: int = 5_000
+    """evaluate the policy every this many updates (and once at the end)"""
+    eval_episodes: int = 10
+    """episodes per evaluation, run in parallel in a vector env"""
+    log_every: int = 500
+    """write losses to TensorBoard every this many updates"""
+    run_dir: str = "runs"
+    """TensorBoard logs and checkpoints go to run_dir/<run name>/"""
+    exp_name: str = "onestep_rl"
+    """experiment name, part of the run name"""
+    save_model: bool = False
+    """write run_dir/<run name>/checkpoint.pt at the end"""
+    progress: bool = True
+    """show a progress bar (--no-progress for logs and CI)"""
+    track: bool = False
+    """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
+    wandb_project: str = "cleanoffrl"
+    """Weights & Biases project name"""
+
+
+def mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, out_dim)
+    )  # fmt: skip
+
+
+class GaussianPolicy(nn.Module):
+    """N(mu(s), sigma(s)) with a tanh-bounded mean in the action box; the behaviour model and pi alike."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, low: np.ndarray, high: np.ndarray):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden_dim, 2 * act_dim)
+        self.register_buffer("low", torch.tensor(low, dtype=torch.float32))
+        self.register_buffer("high", torch.tensor(high, dtype=torch.float32))
+
+    def mean_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(obs).chunk(2, -1)
+        scale = (self.high - self.low) / 2
+        return torch.tanh(mean) * scale + (self.high + self.low) / 2, log_std.clamp(-5.0, 2.0).exp() * scale
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """The mean action: what the policy does at evaluation."""
+        return self.mean_std(obs)[0]
+
+    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        mean, std = self.mean_std(obs)
+        return (-0.5 * ((actions - mean) / std) ** 2 - torch.log(std) - 0.5 * np.log(2 * np.pi)).sum(-1)
+
+    def sample(self, obs: torch.Tensor, num_samples: int) -> torch.Tensor:
+        """(num_samples, batch, act_dim) reparameterised samples, clipped to the action box."""
+        mean, std = self.mean_std(obs)
+        actions = mean + std * torch.randn((num_samples, *mean.shape), device=mean.device)
+        return torch.maximum(torch.minimum(actions, self.high), self.low)
+
+
+class EnsembleLinear(nn.Module):
+    """num_members independent linear layers applied as one batched matmul: (E, B, in) -> (E, B, out)."""
+
+    def __init__(self, num_members: int, in_dim: int, out_dim: int):
+        super().__init__()
+        bound = 1 / np.sqrt(in_dim)  # nn.Linear's default initialisation range
+        self.weight = nn.Parameter(torch.empty(num_members, in_dim, out_dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class Critics(nn.Module):
+    """An ensemble of Q networks; Q(s, a) has shape (num_critics, batch)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, num_critics: int):
+        super().__init__()
+        self.num_critics = num_critics
+        self.net = nn.Sequential(
+            EnsembleLinear(num_critics, obs_dim + act_dim, hidden_dim), nn.ReLU(),
+            EnsembleLinear(num_critics, hidden_dim, hidden_dim), nn.ReLU(),
+            EnsembleLinear(num_critics, hidden_dim, 1),
+        )  # fmt: skip
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, actions], -1).expand(self.num_critics, -1, -1)
+        return self.net(x).squeeze(-1)
+
+
+def behaviour_value(critic: Critics, behaviour: GaussianPolicy, obs: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """V^beta(s) = E_{a~beta_hat(s)} min_i Q_i(s, a), a Monte-Carlo mean over num_samples actions."""
+    actions = behaviour.sample(obs, num_samples)  # (N, B, act_dim)
+    q = critic(obs.expand(num_samples, -1, -1).reshape(-1, obs.shape[-1]), actions.reshape(-1, actions.shape[-1]))
+    return q.min(0).values.view(num_samples, -1).mean(0)
+
+
+def advantage_weights(advantages: torch.Tensor, temperature: float, max_weight: float) -> torch.Tensor:
+    """exp(tau A), clipped: a few large advantages must not dominate the regression (or overflow)."""
+    return torch.exp(temperature * advantages).clamp(max=max_weight)
+
+
+def easy_bcq_action(critic: Critics, behaviour: GaussianPolicy, obs: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """argmax_{a_i ~ beta_hat(s)} min_j Q_j(s, a_i): the improvement step done at decision time."""
+    actions = behaviour.sample(obs, num_samples)  # (N, B, act_dim)
+    q = critic(obs.expand(num_samples, -1, -1).reshape(-1, obs.shape[-1]), actions.reshape(-1, actions.shape[-1]))
+    best = q.min(0).values.view(num_samples, -1).argmax(0)  # (B,)
+    return actions[best, torch.arange(obs.shape[0], device=obs.device)]
+
+
+def update(
+    behaviour: GaussianPolicy, actor: GaussianPolicy, critic: Critics, target_critic: Critics,
+    optimizers: dict[str, torch.optim.Optimizer], batch: data.Transitions, args: Args,
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    s, a = batch.observations, batch.actions
+    # L_beta = -E_{(s,a)~D} [ log beta_hat(a|s) ]
+    behaviour_loss = -behaviour.log_prob(s, a).mean()
+    optimizers["behaviour"].zero_grad(set_to_none=True)
+    behaviour_loss.backward()
+    optimizers["behaviour"].step()
+
+    # L_Q = E_{(s,a,r,s',a')~D} [ (r + gamma (1 - done) min_i Q_target_i(s', a') - Q_j(s,a))^2 ], a' from the dataset
+    with torch.no_grad():
+        next_q = target_critic(batch.next_observations, batch.next_actions).min(0).values
+        td_target = batch.rewards + args.discount * (1.0 - batch.terminals) * next_q
+    q = critic(s, a)
+    critic_loss = ((q - td_target) ** 2).mean(1).sum()
+    optimizers["critic"].zero_grad(set_to_none=True)
+    critic_loss.backward()
+    optimizers["critic"].step()
+    # theta_target <- (1 - rate) theta_target + rate theta, in place (outside autograd: no graph)
+    with torch.no_grad():
+        torch._foreach_lerp_(list(target_critic.parameters()), list(critic.parameters()), args.target_update_rate)
+    metrics = {"behaviour_loss": behaviour_loss.detach(), "critic_loss": critic_loss.detach(), "q_mean": q.detach().mean()}
+
+    if args.improvement == "exp_weight":
+        # L_pi = -E_{(s,a)~D} [ min(exp(tau (Q(s,a) - V^beta(s))), 100) log pi(a|s) ],  V^beta(s) = E_{a~beta_hat} Q(s,a)
+        with torch.no_grad():
+            value = behaviour_value(target_critic, behaviour, s, args.num_action_samples)
+            advantages = target_critic(s, a).min(0).values - value
+            weights = advantage_weights(advantages, args.temperature, args.max_weight)
+        actor_loss = -(weights * actor.log_prob(s, a)).mean()
+        metrics.update(advantage_mean=advantages.mean(), weights_clipped=(weights >= args.max_weight).float().mean())
+    elif args.improvement == "reverse_kl":
+        # L_pi = E_s E_{a~pi} [ alpha (log pi(a|s) - log beta_hat(a|s)) - Q(s,a) ]  (reparameterised)
+        # (the gradient flows through the sampled action into log beta_hat too; the stray gradients on beta_hat's
+        # parameters are cleared by its next zero_grad)
+        sampled = actor.sample(s, 1)[0]
+        log_ratio = actor.log_prob(s, sampled) - behaviour.log_prob(s, sampled)
+        actor_loss = (args.kl_coefficient * log_ratio - target_critic(s, sampled).min(0).values).mean()
+    else:  # easy_bcq acts by sampling from beta_hat at decision time: no policy to train
+        return metrics
+    optimizers["actor"].zero_grad(set_to_none=True)
+    actor_loss.backward()
+    optimizers["actor"].step()
+
+    return {**metrics, "actor_loss": actor_loss.detach()}
+
+
+def main(args: Args) -> dict:
+    if args.total_steps <= 0 or args.batch_size <= 0 or args.num_action_samples <= 0:
+        raise ValueError("--total-steps, --batch-size and --num-action-samples must be positive integers.")
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    device = data.resolve_device(args.device)
+    run_name = f"{args.dataset.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_path = os.path.join(args.run_dir, run_name)
+
+    # data: split by episode; rewards transformed and observations normalised for the learner only
+    dataset = data.load_dataset(args.dataset)
+    transitions = data.to_transitions(dataset, device)
+    train, valid = data.split_by_episode(transitions, args.validation_fraction, seed=args.seed)
+    if args.batch_size > len(train):
+        raise ValueError(f"--batch-size {args.batch_size} is larger than the {len(train)} training transitions.")
+    obs_dim, act_dim = train.observations.shape[1], train.actions.shape[1]
+    normalizer = data.Normalizer.fit(train.observations) if args.normalize_obs else data.Normalizer.identity(obs_dim, device)
+    train_batches, valid_batches = [
+        data.transform_rewards(split, args.reward_scale, args.reward_shift, args.return_range_scale)
+        .with_observations(normalizer)
+        for split in (train, valid)
+    ]
+
+    low, high = dataset.action_space.low, dataset.action_space.high
+    behaviour = GaussianPolicy(obs_dim, act_dim, args.hidden_dim, low, high).to(device)
+    actor = GaussianPolicy(obs_dim, act_dim, args.hidden_dim, low, high).to(device)
+    critic = Critics(obs_dim, act_dim, args.hidden_dim, args.num_critics).to(device)
+    target_critic = copy.deepcopy(critic).requires_grad_(False)
+    optimizers = {
+        name: torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+        for name, model in (("behaviour", behaviour), ("actor", actor), ("critic", critic))
+    }
+    if args.improvement == "easy_bcq":
+        act = lambda obs: easy_bcq_action(target_critic, behaviour, obs, args.num_action_samples)  # noqa: E731
+    else:
+        act = actor
+    policy = lambda obs: act(normalizer(obs))  # noqa: E731 - raw observations in, actions out
+    eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
+
+    writer = SummaryWriter(run_path)
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project, name=run_name, config=asdict(args), sync_tensorboard=True)
+
+    scores, start_time = [], time.time()
+    progress = tqdm(range(1, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
+    for step in progress:
+        metrics = update(behaviour, actor, critic, target_critic, optimizers, train_batches.sample(args.batch_size), args)
+
+        if step % args.log_every == 0 or step == args.total_steps:
+            metrics = {name: number.item() for name, number in metrics.items()}  # the only host sync
+            for name, number in metrics.items():
+                if name.endswith("_loss") and not np.isfinite(number):
+                    raise FloatingPointError(f"losses/{name} became {number} at step {step}: lower --learning-rate.")
+                writer.add_scalar(f"losses/{name}", number, step)
+            writer.add_scalar("charts/updates_per_s", step / (time.time() - start_time), step)
+            with torch.no_grad():  # the same losses and the action MSE on held-out episodes
+                v = valid_batches
+                next_q = target_critic(v.next_observations, v.next_actions).min(0).values
+                td_target = v.rewards + args.discount * (1.0 - v.terminals) * next_q
+                critic_loss = ((critic(v.observations, v.actions) - td_target) ** 2).mean(1).sum()
+                writer.add_scalar("valid/critic_loss", critic_loss.item(), step)
+                writer.add_scalar("valid/behaviour_loss", -behaviour.log_prob(v.observations, v.actions).mean().item(), step)
+                writer.add_scalar("valid/action_mse", ((act(v.observations) - v.actions) ** 2).mean().item(), step)
+
+        if step % args.eval_every == 0 or step == args.total_steps:
+            result = data.evaluate(policy, eval_envs, dataset, seed=args.seed + 1_000, device=device)
+            scores.append(result.normalized_mean)
+            writer.add_scalar("eval/return", result.mean, step)
+            writer.add_scalar("eval/normalized_score", result.normalized_mean, step)
+            # action MSE to the scripted expert on training / validation / visited states (Park et al. 2024)
+            for split, states in (("train", train.observations), ("valid", valid.observations), ("eval", result.observations)):
+                mse = data.expert_action_mse(policy, args.dataset, states, device)
+                if np.isfinite(mse):
+                    writer.add_scalar(f"mse/{split}_expert", mse, step)
+            progress.set_postfix(score=f"{result.normalized_mean:.1f}")
+
+    updates_per_s = args.total_steps / (time.time() - start_time)
+    if args.save_model:
+        models = {"behaviour": behaviour, "actor": actor, "critic": critic, "target_critic": target_critic}
+        models = {name: model.state_dict() for name, model in models.items()}
+        models.update({f"{name}_optimizer": optimizer.state_dict() for name, optimizer in optimizers.items()})
+        data.save_checkpoint(
+            os.path.join(run_path, "checkpoint.pt"), algorithm="onestep_rl", args=asdict(args), step=args.total_steps,
+            models=models, normalizer=normalizer,
+        )  # fmt: skip
+    eval_envs.close()
+    writer.close()
+    print(
+        f"{args.dataset} onestep_rl({args.improvement}) seed {args.seed}: normalized score {scores[-1]:.1f} "
+        f"(return {result.mean:.1f} +- {result.std:.1f}), {updates_per_s:.0f} updates/s, logs in {run_path}"
+    )
+    return {"normalized_score": scores[-1], "scores": scores, "updates_per_s": updates_per_s, "run_path": run_path}
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
