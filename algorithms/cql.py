@@ -1,0 +1,365 @@
+"""CQL(H): conservative Q-learning with a SAC actor (Kumar et al. 2020, "Conservative Q-Learning for
+Offline Reinforcement Learning").
+
+The critics minimise the SAC/TD error plus a penalty that pushes Q down on actions the policy might
+pick and up on the dataset's actions (Eq. 4 of the paper, the H(mu) regulariser):
+    min_Q  alpha * E_{s~D} [ log sum_a exp Q(s, a) - E_{a~D(.|s)} Q(s, a) ] + 1/2 E_D (Q(s, a) - B^pi Q'(s, a))^2,
+with log sum_a exp Q estimated by importance sampling from uniform actions and from the current
+policy at s and at s'. The learned Q then lower-bounds the policy's value on unseen actions, and the
+actor maximises it: max_pi E_s [ min_i Q_i(s, a~pi) - alpha_H log pi(a|s) ].
+"""
+
+import copy
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+import data
+
+
+@dataclass
+class Args:
+    dataset: str = "pendulum/medium-v0"
+    """Minari dataset id: the local suite (`python algorithms/data.py` lists it) or a remote id"""
+    seed: int = 0
+    """seed of torch, numpy, python and the evaluation envs"""
+    device: str = "auto"
+    """auto (CUDA when present), cpu, cuda or cuda:N"""
+    threads: int = 1
+    """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
+    total_steps: int = 3_000
+    """gradient updates (the paper: 1_000_000 on D4RL). CQL costs ~10x TD3+BC per update: 3_000 is minutes on a GPU, ~15 min on one CPU core with the paper's 3x256 nets (--hidden-dim 64 --hidden-layers 2: ~1.5 min)"""
+    batch_size: int = 256
+    """transitions per update"""
+    actor_lr: float = 1e-4
+    """Adam learning rate of the actor and of the entropy temperature"""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics and of the Lagrange multiplier"""
+    hidden_dim: int = 256
+    """width of the hidden layers of the actor and of each critic"""
+    hidden_layers: int = 3
+    """hidden layers of the actor and of each critic (the paper's code: 3; TD3+BC's nets: 2)"""
+    num_critics: int = 2
+    """critics in the ensemble; the target is the minimum over them"""
+    gamma: float = 0.99
+    """discount factor"""
+    tau: float = 0.005
+    """soft target update rate: target <- (1 - tau) target + tau online"""
+    cql_alpha: float = 5.0
+    """weight of the conservative term (min_q_weight; 5 on D4RL locomotion, 1-5 elsewhere)"""
+    cql_num_actions: int = 10
+    """actions sampled per state from each of uniform, pi(.|s), pi(.|s') for the logsumexp"""
+    cql_temperature: float = 1.0
+    """temperature of the logsumexp over sampled actions"""
+    lagrange: bool = False
+    """tune the conservative weight alpha' >= 0 so the gap logsumexp Q - Q(data) stays near --target-action-gap (the paper's Lagrange version; its AntMaze recipe: --lagrange --target-action-gap 5)"""
+    target_action_gap: float = 5.0
+    """tau of the Lagrange version: alpha' grows while --cql-alpha * gap exceeds it"""
+    max_backup: bool = False
+    """backup max over --cql-num-actions policy actions at s' of the target Q (the paper's AntMaze variant)"""
+    backup_entropy: bool = False
+    """subtract alpha_H log pi(a'|s') in the target (soft backup; the paper's code leaves it off)"""
+    target_entropy: float | None = None
+    """entropy target of the automatic temperature tuning (default -act_dim)"""
+    bc_steps: int = 0
+    """first updates in which the actor maximises log pi(a_data|s) instead of Q (the paper: 40_000 on D4RL, part of a 1M-step budget; with this file's short default budget it is off)"""
+    normalize_obs: bool = False
+    """standardise observations with the training data's mean and std (off in the paper's code)"""
+    reward_scale: float = 1.0
+    """r <- r * reward_scale + reward_shift. D4RL locomotion: as is; the paper's code on AntMaze: --reward-scale 4 --reward-shift -2, i.e. (r - 0.5) * 4 (CORL: 10 and -5)"""
+    reward_shift: float = 0.0
+    """added to every reward after scaling (see --reward-scale)"""
+    return_range_scale: bool = False
+    """first scale rewards by 1000 / (max - min episode return) (CORL's optional locomotion normalisation)"""
+    validation_fraction: float = 0.1
+    """fraction of episodes held out to measure validation action MSE"""
+    eval_every: int = 1_000
+    """evaluate the policy every this many updates (and once at the end)"""
+    eval_episodes: int = 10
+    """episodes per evaluation, run in parallel in a vector env"""
+    log_every: int = 500
+    """write losses to TensorBoard every this many updates"""
+    run_dir: str = "runs"
+    """TensorBoard logs and checkpoints go to run_dir/<run name>/"""
+    exp_name: str = "cql"
+    """experiment name, part of the run name"""
+    save_model: bool = False
+    """write run_dir/<run name>/checkpoint.pt at the end"""
+    progress: bool = True
+    """show a progress bar (--no-progress for logs and CI)"""
+    track: bool = False
+    """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
+    wandb_project: str = "cleanoffrl"
+    """Weights & Biases project name"""
+
+
+def mlp(in_dim: int, hidden_dim: int, hidden_layers: int, out_dim: int) -> nn.Sequential:
+    layers, width = [], in_dim
+    for _ in range(hidden_layers):
+        layers += [nn.Linear(width, hidden_dim), nn.ReLU()]
+        width = hidden_dim
+    return nn.Sequential(*layers, nn.Linear(width, out_dim))
+
+
+class TanhGaussianActor(nn.Module):
+    """SAC policy a = tanh(u), u ~ N(mu(s), sigma(s)^2), in actions rescaled to [-1, 1]."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, hidden_layers: int):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden_dim, hidden_layers, 2 * act_dim)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(obs).chunk(2, -1)
+        return mean, log_std.clamp(-20.0, 2.0)
+
+    @staticmethod
+    def sample(mean: torch.Tensor, log_std: torch.Tensor, num: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised a ~ pi(.|s) and log pi(a|s); num adds a leading dim of samples per state."""
+        shape = mean.shape if num is None else (num, *mean.shape)
+        eps = torch.randn(shape, device=mean.device)
+        u = mean + log_std.exp() * eps
+        log_prob_u = (-0.5 * eps**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        # log pi(a) = log N(u) - sum log(1 - tanh(u)^2), written stably as 2 (log 2 - u - softplus(-2u))
+        return torch.tanh(u), log_prob_u - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)
+
+    @staticmethod
+    def log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """log pi(a|s) of given actions in [-1, 1] (the BC warm-start's likelihood)."""
+        u = torch.atanh(actions.clamp(-1 + 1e-5, 1 - 1e-5))
+        eps = (u - mean) * torch.exp(-log_std)
+        log_prob_u = (-0.5 * eps**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return log_prob_u - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)
+
+
+class EnsembleLinear(nn.Module):
+    """`num_members` independent linear layers applied as one batched matmul: (E, B, in) -> (E, B, out)."""
+
+    def __init__(self, num_members: int, in_dim: int, out_dim: int):
+        super().__init__()
+        bound = 1 / math.sqrt(in_dim)  # nn.Linear's default initialisation, per member
+        self.weight = nn.Parameter(torch.empty(num_members, in_dim, out_dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class Critics(nn.Module):
+    """An ensemble of Q(s, a) MLPs in one pass: obs (..., obs_dim), actions (..., act_dim) -> (num_critics, ...)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, hidden_layers: int, num_critics: int):
+        super().__init__()
+        self.num_critics, layers, width = num_critics, [], obs_dim + act_dim
+        for _ in range(hidden_layers):
+            layers += [EnsembleLinear(num_critics, width, hidden_dim), nn.ReLU()]
+            width = hidden_dim
+        self.net = nn.Sequential(*layers, EnsembleLinear(num_critics, width, 1))
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        obs = obs.expand(*actions.shape[:-1], -1)  # states broadcast over any leading sample dims of actions
+        x = torch.cat([obs, actions], -1)
+        q = self.net(x.reshape(1, -1, x.shape[-1]).expand(self.num_critics, -1, -1))
+        return q.reshape(self.num_critics, *actions.shape[:-1])
+
+
+def update(
+    step: int, args: Args, actor: TanhGaussianActor, critics: Critics, critics_target: Critics,
+    log_alpha: torch.Tensor, log_alpha_prime: torch.Tensor, target_entropy: float,
+    optimizers: dict[str, torch.optim.Optimizer], batch: data.Transitions,
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    """One update of the critics (TD + conservative term), the actor, the temperature(s) and the targets."""
+    n, obs, next_obs, actions = args.cql_num_actions, batch.observations, batch.next_observations, batch.actions
+    alpha = log_alpha.exp().detach()
+    mean_s, log_std_s = actor(obs)
+
+    with torch.no_grad():
+        mean_next, log_std_next = actor(next_obs)
+        # B^pi Q'(s, a) = r + gamma (1 - d) min_i Q'_i(s', a'),  a' ~ pi(.|s')   (max over n a' with --max-backup)
+        next_a, next_log_pi = actor.sample(mean_next, log_std_next, n if args.max_backup else None)
+        next_q = critics_target(next_obs, next_a)  # (critics, B), or (critics, n, B) with --max-backup
+        if args.backup_entropy:  # soft backup: Q'(s', a') - alpha_H log pi(a'|s')
+            next_q = next_q - alpha * next_log_pi
+        next_q = next_q.max(1).values.min(0).values if args.max_backup else next_q.min(0).values
+        target_q = batch.rewards + args.gamma * (1 - batch.terminals) * next_q
+        # the logsumexp's proposals: uniform on [-1, 1]^d, pi(.|s) and pi(.|s'), all evaluated at s
+        random_a = torch.rand((n, *actions.shape), device=actions.device) * 2 - 1
+        pi_a, pi_log_pi = actor.sample(mean_s, log_std_s, n)
+        pi_next_a, pi_next_log_pi = actor.sample(mean_next, log_std_next, n)
+        log_density = torch.cat([  # log mu(a) of each proposal, the importance weight's denominator
+            torch.full((n, len(obs)), -actions.shape[-1] * math.log(2.0), device=obs.device), pi_log_pi, pi_next_log_pi,
+        ])  # fmt: skip
+
+    # every Q the critic loss needs, for all critics and all 1 + 3n actions, in one batched pass
+    q_all = critics(obs, torch.cat([actions.unsqueeze(0), random_a, pi_a, pi_next_a]))  # (critics, 1 + 3n, B)
+    q_data, q_ood = q_all[:, 0], q_all[:, 1:]
+    # L_TD = 1/2 sum_i E_D (Q_i(s, a) - B^pi Q'(s, a))^2   (the paper's code uses the plain MSE)
+    td_loss = ((q_data - target_q) ** 2).mean(1).sum()
+    # log sum_a exp Q(s, a) ~= T log sum_j exp((Q(s, a_j) - log mu(a_j)) / T)   (CQL(H), importance-sampled;
+    # like the paper's code, without the constant -log 3n)
+    logsumexp = args.cql_temperature * torch.logsumexp((q_ood - log_density) / args.cql_temperature, 1)
+    # gap_i = E_s [ log sum_a exp Q_i(s, a) - E_{a~D} Q_i(s, a) ]   (the H(mu) regulariser of Eq. 4)
+    gap = (logsumexp - q_data).mean(1)
+    if args.lagrange:
+        # min_Q max_{alpha' >= 0} alpha' (alpha * gap - tau)   (Lagrange form of Eq. 4, Appendix F)
+        alpha_prime = log_alpha_prime.exp().clamp(0.0, 1e6)
+        cql_loss = (alpha_prime.detach() * (args.cql_alpha * gap - args.target_action_gap)).sum()
+        alpha_prime_loss = -(alpha_prime * (args.cql_alpha * gap.detach() - args.target_action_gap)).mean()
+        optimizers["alpha_prime"].zero_grad(set_to_none=True)
+        alpha_prime_loss.backward()
+        optimizers["alpha_prime"].step()
+    else:
+        alpha_prime = torch.ones((), device=obs.device)
+        cql_loss = args.cql_alpha * gap.sum()
+    critic_loss = td_loss + cql_loss
+    optimizers["critic"].zero_grad(set_to_none=True)
+    critic_loss.backward()
+    optimizers["critic"].step()
+
+    # actor: a ~ pi(.|s) with the gradient through the sample (reparameterisation)
+    new_a, log_pi = actor.sample(mean_s, log_std_s)
+    if step <= args.bc_steps:
+        # warm start: max_pi E_D [ log pi(a|s) ] - alpha_H E[log pi]   (behaviour cloning)
+        actor_loss = (alpha * log_pi - actor.log_prob(mean_s, log_std_s, actions)).mean()
+    else:
+        # max_pi E_s [ min_i Q_i(s, a) - alpha_H log pi(a|s) ]   (SAC policy improvement on the conservative Q)
+        critics.requires_grad_(False)  # the actor's gradient flows through Q to the action, not into Q
+        actor_loss = (alpha * log_pi - critics(obs, new_a).min(0).values).mean()
+        critics.requires_grad_(True)
+    # J(alpha_H) = E[-alpha_H (log pi(a|s) + H_target)]   (SAC's automatic entropy tuning)
+    alpha_loss = -(log_alpha * (log_pi.detach() + target_entropy)).mean()
+    for name, loss in (("actor", actor_loss), ("alpha", alpha_loss)):
+        optimizers[name].zero_grad(set_to_none=True)
+        loss.backward()
+        optimizers[name].step()
+
+    # theta' <- tau * theta + (1 - tau) * theta', in place for all tensors at once
+    with torch.no_grad():
+        torch._foreach_lerp_(list(critics_target.parameters()), list(critics.parameters()), args.tau)
+    random_mean = q_ood[:, :n].detach().mean()
+    return {
+        "losses/td": td_loss.detach(), "losses/cql": cql_loss.detach(), "losses/actor": actor_loss.detach(),
+        "cql/ood_minus_data": gap.detach().mean(), "q/data_mean": q_data.detach().mean(),
+        "q/random_mean": random_mean, "q/policy_mean": q_ood[:, n : 2 * n].detach().mean(),
+        "q/target_mean": target_q.mean(), "alpha/entropy": alpha, "alpha/cql_prime": alpha_prime.detach(),
+        "charts/entropy": -log_pi.detach().mean(),
+    }  # fmt: skip
+
+
+def main(args: Args) -> dict:
+    if args.total_steps <= 0 or args.batch_size <= 0 or args.cql_num_actions <= 0:
+        raise ValueError("--total-steps, --batch-size and --cql-num-actions must be positive integers.")
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    device = data.resolve_device(args.device)
+    run_name = f"{args.dataset.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_path = os.path.join(args.run_dir, run_name)
+
+    # data: episodes split into train/validation; rewards transformed as the flags ask (train only)
+    dataset = data.load_dataset(args.dataset)
+    transitions = data.to_transitions(dataset, device)
+    train, valid = data.split_by_episode(transitions, args.validation_fraction, seed=args.seed)
+    if args.batch_size > len(train):
+        raise ValueError(f"--batch-size {args.batch_size} is larger than the {len(train)} training transitions.")
+    train = data.transform_rewards(train, args.reward_scale, args.reward_shift, args.return_range_scale)
+    obs_dim, act_dim = train.observations.shape[1], train.actions.shape[1]
+    normalizer = data.Normalizer.fit(train.observations) if args.normalize_obs else data.Normalizer.identity(obs_dim, device)
+    # the networks work in actions rescaled to [-1, 1] (as the paper's code, a normalised action box)
+    low, high = (torch.tensor(x, dtype=torch.float32, device=device) for x in (dataset.action_space.low, dataset.action_space.high))
+    action_scale, action_bias = (high - low) / 2, (high + low) / 2
+    unit_actions = ((train.actions - action_bias) / action_scale).clamp(-1, 1)
+    train_batches = replace(train.with_observations(normalizer), actions=unit_actions)
+
+    actor = TanhGaussianActor(obs_dim, act_dim, args.hidden_dim, args.hidden_layers).to(device)
+    critics = Critics(obs_dim, act_dim, args.hidden_dim, args.hidden_layers, args.num_critics).to(device)
+    critics_target = copy.deepcopy(critics).requires_grad_(False)
+    log_alpha = torch.zeros((), device=device, requires_grad=True)
+    log_alpha_prime = torch.zeros((), device=device, requires_grad=True)
+    target_entropy = -float(act_dim) if args.target_entropy is None else args.target_entropy
+    optimizers = {
+        "actor": torch.optim.Adam(actor.parameters(), lr=args.actor_lr),
+        "critic": torch.optim.Adam(critics.parameters(), lr=args.critic_lr),
+        "alpha": torch.optim.Adam([log_alpha], lr=args.actor_lr),
+        "alpha_prime": torch.optim.Adam([log_alpha_prime], lr=args.critic_lr),
+    }
+
+    def policy(obs: torch.Tensor) -> torch.Tensor:  # raw observations in, the deterministic tanh(mu) action out
+        return torch.tanh(actor(normalizer(obs))[0]) * action_scale + action_bias
+
+    eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
+    writer = SummaryWriter(run_path)
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project, name=run_name, config=asdict(args), sync_tensorboard=True)
+
+    scores, start_time = [], time.time()
+    progress = tqdm(range(1, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
+    for step in progress:
+        batch = train_batches.sample(args.batch_size)
+        logs = update(
+            step, args, actor, critics, critics_target, log_alpha, log_alpha_prime, target_entropy, optimizers, batch
+        )
+
+        if step % args.log_every == 0 or step == args.total_steps:
+            values = {name: value.item() for name, value in logs.items()}  # the only host sync, once per log_every
+            for name, value in values.items():
+                if not np.isfinite(value):
+                    raise FloatingPointError(
+                        f"{name} became {value} at step {step}: lower the learning rates or --cql-alpha, "
+                        "or check the rewards."
+                    )
+                writer.add_scalar(name, value, step)
+            writer.add_scalar("charts/updates_per_s", step / (time.time() - start_time), step)
+            with torch.no_grad():
+                writer.add_scalar("valid/action_mse", ((policy(valid.observations) - valid.actions) ** 2).mean().item(), step)
+
+        if step % args.eval_every == 0 or step == args.total_steps:
+            result = data.evaluate(policy, eval_envs, dataset, seed=args.seed + 1_000, device=device)
+            scores.append(result.normalized_mean)
+            writer.add_scalar("eval/return", result.mean, step)
+            writer.add_scalar("eval/normalized_score", result.normalized_mean, step)
+            # action MSE to the scripted expert on training / validation / visited states (Park et al. 2024)
+            for split, states in (("train", train.observations), ("valid", valid.observations), ("eval", result.observations)):
+                mse = data.expert_action_mse(policy, args.dataset, states, device)
+                if np.isfinite(mse):
+                    writer.add_scalar(f"mse/{split}_expert", mse, step)
+            progress.set_postfix(score=f"{result.normalized_mean:.1f}", gap=f"{values['cql/ood_minus_data']:.2f}")
+
+    updates_per_s = args.total_steps / (time.time() - start_time)
+    if args.save_model:
+        data.save_checkpoint(
+            os.path.join(run_path, "checkpoint.pt"), algorithm="cql", args=asdict(args), step=args.total_steps,
+            models={
+                "actor": actor.state_dict(), "critics": critics.state_dict(), "critics_target": critics_target.state_dict(),
+                "log_alpha": log_alpha.detach(), "log_alpha_prime": log_alpha_prime.detach(),
+                **{f"{name}_optimizer": optimizer.state_dict() for name, optimizer in optimizers.items()},
+            },
+            normalizer=normalizer,
+        )  # fmt: skip
+    eval_envs.close()
+    writer.close()
+    print(
+        f"{args.dataset} cql seed {args.seed}: normalized score {scores[-1]:.1f} (return {result.mean:.1f} +- "
+        f"{result.std:.1f}), gap {values['cql/ood_minus_data']:.2f}, {updates_per_s:.1f} updates/s, logs in {run_path}"
+    )
+    return {
+        "normalized_score": scores[-1], "scores": scores, "updates_per_s": updates_per_s, "run_path": run_path,
+        "q_data": values["q/data_mean"], "q_random": values["q/random_mean"], "ood_minus_data": values["cql/ood_minus_data"],
+    }  # fmt: skip
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
