@@ -87,6 +87,10 @@ class Args:
     """experiment name, part of the run name"""
     save_model: bool = False
     """write run_dir/<run name>/checkpoint.pt (actor, critics, value net, normaliser) at the end"""
+    checkpoint_every: int = 0
+    """also write the checkpoint every this many updates (0 = never); Ctrl-C always writes one"""
+    resume: str | None = None
+    """continue the run saved in this checkpoint.pt (same run folder, TensorBoard continues)"""
     progress: bool = True
     """show a progress bar (--no-progress for logs and CI)"""
     track: bool = False
@@ -228,7 +232,8 @@ def main(args: Args) -> dict:
     torch.set_num_threads(args.threads)
     device = data.resolve_device(args.device)
     run_name = f"{args.dataset.replace('/', '_')}__{args.exp_name}_{args.value}__{args.seed}__{int(time.time())}"
-    run_path = os.path.join(args.run_dir, run_name)
+    run_path = os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join(args.run_dir, run_name)
+    checkpoint_path = os.path.join(run_path, "checkpoint.pt")
 
     # data: episodes split into train/validation; value and policy data are nested prefixes of train
     dataset = data.load_dataset(args.dataset)
@@ -260,6 +265,20 @@ def main(args: Args) -> dict:
     # the policies evaluated, by the suffix of their TensorBoard tags; the last one is the headline score
     policies = {"": lambda obs: actor(normalizer(obs))}  # raw observations in, mean action out
     eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
+    models = {"actor": actor, "critic": critic, "critic_target": critic_target, "value": value_net,
+              "actor_optimizer": actor_optimizer, "value_optimizer": value_optimizer}  # fmt: skip
+
+    def save(step: int) -> None:  # everything an exact continuation needs
+        state_dicts = {name: model.state_dict() for name, model in models.items()}
+        data.save_checkpoint(checkpoint_path, "ddpg_bc", asdict(args), step, state_dicts, normalizer)
+
+    first_step = 1
+    if args.resume:
+        state = data.load_checkpoint(args.resume, "ddpg_bc", device, dataset_id=args.dataset)
+        for name, model in models.items():
+            model.load_state_dict(state["models"][name])
+        data.set_rng_state(state["rng"])  # the batches drawn after the checkpoint are the ones a straight run draws
+        first_step = state["step"] + 1
 
     writer = SummaryWriter(run_path)
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
@@ -268,63 +287,65 @@ def main(args: Args) -> dict:
 
         wandb.init(project=args.wandb_project, name=run_name, config=asdict(args), sync_tensorboard=True)
 
-    scores, scores_by_policy, start_time = [], {suffix: [] for suffix in policies}, time.time()
-    progress = tqdm(range(1, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
-    for step in progress:
-        value_batch, policy_batch = value_batches.sample(args.batch_size), policy_batches.sample(args.batch_size)
-        logs = update_value(value_batch, critic, critic_target, value_net, value_optimizer, args)
-        logs |= update_actor(policy_batch, actor, critic, value_net, actor_optimizer, args)
+    scores, scores_by_policy, start_time, eval_seconds = [], {suffix: [] for suffix in policies}, time.time(), 0.0
+    progress = tqdm(range(first_step, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
+    with data.GracefulInterrupt() as interrupt:
+        for step in progress:
+            value_batch, policy_batch = value_batches.sample(args.batch_size), policy_batches.sample(args.batch_size)
+            logs = update_value(value_batch, critic, critic_target, value_net, value_optimizer, args)
+            logs |= update_actor(policy_batch, actor, critic, value_net, actor_optimizer, args)
 
-        if step % args.log_every == 0 or step == args.total_steps:
-            logs = {name: value.item() for name, value in logs.items()}  # the only host sync, once per log_every
-            for name, value in logs.items():
-                if not np.isfinite(value):
-                    raise FloatingPointError(f"losses/{name} became {value} at step {step}: lower --learning-rate.")
-                writer.add_scalar(f"losses/{name}", value, step)
-            writer.add_scalar("charts/updates_per_s", step / (time.time() - start_time), step)
-            if len(valid) > 0:
-                critic_loss, value_loss = value_losses(valid_batch, critic, critic_target, value_net, args)
-                writer.add_scalar("valid/critic_loss", critic_loss.item(), step)
-                writer.add_scalar("valid/value_loss", value_loss.item(), step)
-                with torch.no_grad():
-                    action_mse = ((actor(valid_batch.observations) - valid.actions) ** 2).mean()  # the actor's mean
-                    writer.add_scalar("valid/action_mse", action_mse.item(), step)
+            if step % args.log_every == 0 or step == args.total_steps:
+                logs = {name: value.item() for name, value in logs.items()}  # the only host sync, once per log_every
+                data.check_finite({f"losses/{name}": value for name, value in logs.items()}, step, checkpoint_path)
+                for name, value in logs.items():
+                    writer.add_scalar(f"losses/{name}", value, step)
+                writer.add_scalar("charts/updates_per_s", (step - first_step + 1) / (time.time() - start_time - eval_seconds), step)
+                if len(valid) > 0:
+                    critic_loss, value_loss = value_losses(valid_batch, critic, critic_target, value_net, args)
+                    writer.add_scalar("valid/critic_loss", critic_loss.item(), step)
+                    writer.add_scalar("valid/value_loss", value_loss.item(), step)
+                    with torch.no_grad():
+                        action_mse = ((actor(valid_batch.observations) - valid.actions) ** 2).mean()  # the actor's mean
+                        writer.add_scalar("valid/action_mse", action_mse.item(), step)
 
-        if step % args.eval_every == 0 or step == args.total_steps:
-            for suffix, policy in policies.items():
-                result = data.evaluate(policy, eval_envs, dataset, seed=args.seed + 1_000, device=device)
-                scores_by_policy[suffix].append(result.normalized_mean)
-                writer.add_scalar(f"eval/return{suffix}", result.mean, step)
-                writer.add_scalar(f"eval/normalized_score{suffix}", result.normalized_mean, step)
-                # action MSE to the scripted expert on training / validation / visited states (Park et al. 2024)
-                expert_mse = {
-                    split: data.expert_action_mse(policy, args.dataset, states, device)
-                    for split, states in (*mse_states.items(), ("eval", result.observations))
-                }
-                for split, mse in expert_mse.items():
-                    if np.isfinite(mse):
-                        writer.add_scalar(f"mse/{split}_expert{suffix}", mse, step)
-            scores.append(result.normalized_mean)  # the headline: the last policy's score and MSEs
-            if suffix:
-                writer.add_scalar("eval/normalized_score", result.normalized_mean, step)
-                for split, mse in expert_mse.items():
-                    if np.isfinite(mse):
-                        writer.add_scalar(f"mse/{split}_expert", mse, step)
-            progress.set_postfix(score=f"{result.normalized_mean:.1f}", actor_loss=f"{logs['actor_loss']:.3g}")
+            if step % args.eval_every == 0 or step == args.total_steps:
+                eval_start = time.time()
+                for suffix, policy in policies.items():
+                    result = data.evaluate(policy, eval_envs, dataset, seed=args.seed + 1_000, device=device)
+                    scores_by_policy[suffix].append(result.normalized_mean)
+                    writer.add_scalar(f"eval/return{suffix}", result.mean, step)
+                    writer.add_scalar(f"eval/normalized_score{suffix}", result.normalized_mean, step)
+                    # action MSE to the scripted expert on training / validation / visited states (Park et al. 2024)
+                    expert_mse = {
+                        split: data.expert_action_mse(policy, args.dataset, states, device)
+                        for split, states in (*mse_states.items(), ("eval", result.observations))
+                    }
+                    for split, mse in expert_mse.items():
+                        if np.isfinite(mse):
+                            writer.add_scalar(f"mse/{split}_expert{suffix}", mse, step)
+                scores.append(result.normalized_mean)  # the headline: the last policy's score and MSEs
+                if suffix:
+                    writer.add_scalar("eval/normalized_score", result.normalized_mean, step)
+                    for split, mse in expert_mse.items():
+                        if np.isfinite(mse):
+                            writer.add_scalar(f"mse/{split}_expert", mse, step)
+                progress.set_postfix(score=f"{result.normalized_mean:.1f}", actor_loss=f"{logs['actor_loss']:.3g}")
+                eval_seconds += time.time() - eval_start
 
-    updates_per_s = args.total_steps / (time.time() - start_time)
-    if args.save_model:
-        data.save_checkpoint(
-            os.path.join(run_path, "checkpoint.pt"), algorithm="ddpg_bc", args=asdict(args), step=args.total_steps,
-            models={
-                "actor": actor.state_dict(), "critic": critic.state_dict(), "critic_target": critic_target.state_dict(),
-                "value": value_net.state_dict(), "actor_optimizer": actor_optimizer.state_dict(),
-                "value_optimizer": value_optimizer.state_dict(),
-            },
-            normalizer=normalizer,
-        )  # fmt: skip
+            if (args.checkpoint_every and step % args.checkpoint_every == 0) or (args.save_model and step == args.total_steps):
+                save(step)
+            if interrupt.requested:
+                save(step)
+                print(f"interrupted at step {step}; resume with: python algorithms/ddpg_bc.py --resume {checkpoint_path} "
+                      f"--dataset {args.dataset} --total-steps {args.total_steps}")  # fmt: skip
+                break
+
+    updates_per_s = (step - first_step + 1) / (time.time() - start_time - eval_seconds)
     eval_envs.close()
     writer.close()
+    if not scores:
+        return {"normalized_score": float("nan"), "scores": [], "updates_per_s": updates_per_s, "run_path": run_path}
     print(
         f"{args.dataset} ddpg_bc({args.value}) seed {args.seed}: normalized score {scores[-1]:.1f} "
         f"(return {result.mean:.1f} +- {result.std:.1f}), {updates_per_s:.0f} updates/s, logs in {run_path}"

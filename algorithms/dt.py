@@ -83,6 +83,10 @@ class Args:
     """experiment name, part of the run name"""
     save_model: bool = False
     """write run_dir/<run name>/checkpoint.pt at the end"""
+    checkpoint_every: int = 0
+    """also write the checkpoint every this many updates (0 = never); Ctrl-C always writes one"""
+    resume: str | None = None
+    """continue the run saved in this checkpoint.pt (same run folder, TensorBoard continues)"""
     progress: bool = True
     """show a progress bar (--no-progress for logs and CI)"""
     track: bool = False
@@ -245,7 +249,8 @@ def main(args: Args) -> dict:
     torch.set_num_threads(args.threads)
     device = data.resolve_device(args.device)
     run_name = f"{args.dataset.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_path = os.path.join(args.run_dir, run_name)
+    run_path = os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join(args.run_dir, run_name)
+    checkpoint_path = os.path.join(run_path, "checkpoint.pt")
 
     # data: episodes split into train/validation; returns-to-go and episode starts for the windows
     dataset = data.load_dataset(args.dataset)
@@ -271,9 +276,22 @@ def main(args: Args) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup)))
     policy = ContextPolicy(model, normalizer, K, rtg_scale)
     eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
+    hyperparameters = asdict(args) | {"rtg_scale": rtg_scale, "target_returns": tuple(target_returns)}
+    models = {"model": model, "optimizer": optimizer, "scheduler": scheduler}  # the warm-up's position included
+
+    def save(step: int) -> None:
+        state_dicts = {name: module.state_dict() for name, module in models.items()}
+        data.save_checkpoint(checkpoint_path, "dt", hyperparameters, step, state_dicts, normalizer)
+
+    first_step = 1
+    if args.resume:
+        state = data.load_checkpoint(args.resume, "dt", device, dataset_id=args.dataset)
+        for name, module in models.items():
+            module.load_state_dict(state["models"][name])
+        data.set_rng_state(state["rng"])  # the windows drawn after the checkpoint are the ones a straight run draws
+        first_step = state["step"] + 1
 
     writer = SummaryWriter(run_path)
-    hyperparameters = asdict(args) | {"rtg_scale": rtg_scale, "target_returns": tuple(target_returns)}
     table = "\n".join(f"|{k}|{v}|" for k, v in hyperparameters.items())
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
     if args.track:
@@ -281,55 +299,62 @@ def main(args: Args) -> dict:
 
         wandb.init(project=args.wandb_project, name=run_name, config=hyperparameters, sync_tensorboard=True)
 
-    scores, scores_by_target, start_time = [], {}, time.time()
-    progress = tqdm(range(1, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
-    for step in progress:
-        model.train()
-        batch = sample_windows(train_windows, episode_start, train_returns_to_go, args.batch_size, K)
-        loss = update(model, optimizer, scheduler, batch, args.grad_clip)
+    scores, scores_by_target, start_time, eval_seconds = [], {}, time.time(), 0.0
+    progress = tqdm(range(first_step, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
+    with data.GracefulInterrupt() as interrupt:
+        for step in progress:
+            model.train()
+            batch = sample_windows(train_windows, episode_start, train_returns_to_go, args.batch_size, K)
+            loss = update(model, optimizer, scheduler, batch, args.grad_clip)
 
-        if step % args.log_every == 0 or step == args.total_steps:
-            loss = loss.item()  # the only host sync, once per log_every updates
-            if not np.isfinite(loss):
-                raise FloatingPointError(f"losses/action_mse became {loss} at step {step}: lower --learning-rate.")
-            writer.add_scalar("losses/action_mse", loss, step)
-            writer.add_scalar("charts/learning_rate", scheduler.get_last_lr()[0], step)
-            writer.add_scalar("charts/updates_per_s", step / (time.time() - start_time), step)
-            model.eval()
-            with torch.no_grad():
-                if len(valid) > 0:  # none with --validation-fraction 0
-                    windows = sample_windows(*valid_windows, 1024, K)
-                    predicted, mask = model(*windows), windows[-1][..., None].float()
-                    valid_mse = (((predicted - windows[2]) ** 2) * mask).sum() / (mask.sum() * act_dim)
-                    writer.add_scalar("valid/action_mse", valid_mse.item(), step)
+            if step % args.log_every == 0 or step == args.total_steps:
+                loss = loss.item()  # the only host sync, once per log_every updates
+                data.check_finite({"losses/action_mse": loss}, step, checkpoint_path)
+                writer.add_scalar("losses/action_mse", loss, step)
+                writer.add_scalar("charts/learning_rate", scheduler.get_last_lr()[0], step)
+                writer.add_scalar("charts/updates_per_s", (step - first_step + 1) / (time.time() - start_time - eval_seconds), step)
+                model.eval()
+                with torch.no_grad():
+                    if len(valid) > 0:  # none with --validation-fraction 0
+                        windows = sample_windows(*valid_windows, 1024, K)
+                        predicted, mask = model(*windows), windows[-1][..., None].float()
+                        valid_mse = (((predicted - windows[2]) ** 2) * mask).sum() / (mask.sum() * act_dim)
+                        writer.add_scalar("valid/action_mse", valid_mse.item(), step)
 
-        if step % args.eval_every == 0 or step == args.total_steps:
-            model.eval()
-            results = {}
-            for target in target_returns:
-                policy.reset(target)
-                result = data.evaluate(
-                    policy, eval_envs, dataset, seed=args.seed + 1_000, device=device, on_reward=policy.on_reward
-                )
-                results[target] = result
-                scores_by_target.setdefault(target, []).append(result.normalized_mean)
-                writer.add_scalar(f"eval/return_target_{target:g}", result.mean, step)
-                writer.add_scalar(f"eval/normalized_score_target_{target:g}", result.normalized_mean, step)
-            # the headline score is the first target's (default: the best return in the data)
-            result = results[target_returns[0]]
-            scores.append(result.normalized_mean)
-            writer.add_scalar("eval/return", result.mean, step)
-            writer.add_scalar("eval/normalized_score", result.normalized_mean, step)
-            progress.set_postfix(score=f"{result.normalized_mean:.1f}", loss=f"{loss:.4f}")
+            if step % args.eval_every == 0 or step == args.total_steps:
+                eval_start = time.time()
+                model.eval()
+                results = {}
+                for target in target_returns:
+                    policy.reset(target)
+                    result = data.evaluate(
+                        policy, eval_envs, dataset, seed=args.seed + 1_000, device=device, on_reward=policy.on_reward
+                    )
+                    results[target] = result
+                    scores_by_target.setdefault(target, []).append(result.normalized_mean)
+                    writer.add_scalar(f"eval/return_target_{target:g}", result.mean, step)
+                    writer.add_scalar(f"eval/normalized_score_target_{target:g}", result.normalized_mean, step)
+                # the headline score is the first target's (default: the best return in the data)
+                result = results[target_returns[0]]
+                scores.append(result.normalized_mean)
+                writer.add_scalar("eval/return", result.mean, step)
+                writer.add_scalar("eval/normalized_score", result.normalized_mean, step)
+                progress.set_postfix(score=f"{result.normalized_mean:.1f}", loss=f"{loss:.4f}")
+                eval_seconds += time.time() - eval_start
 
-    updates_per_s = args.total_steps / (time.time() - start_time)
-    if args.save_model:
-        data.save_checkpoint(
-            os.path.join(run_path, "checkpoint.pt"), algorithm="dt", args=hyperparameters, step=args.total_steps,
-            models={"model": model.state_dict(), "optimizer": optimizer.state_dict()}, normalizer=normalizer,
-        )  # fmt: skip
+            if (args.checkpoint_every and step % args.checkpoint_every == 0) or (args.save_model and step == args.total_steps):
+                save(step)
+            if interrupt.requested:
+                save(step)
+                print(f"interrupted at step {step}; resume with: python algorithms/dt.py --resume {checkpoint_path} "
+                      f"--dataset {args.dataset} --total-steps {args.total_steps}")  # fmt: skip
+                break
+
+    updates_per_s = (step - first_step + 1) / (time.time() - start_time - eval_seconds)
     eval_envs.close()
     writer.close()
+    if not scores:
+        return {"normalized_score": float("nan"), "scores": [], "updates_per_s": updates_per_s, "run_path": run_path}
     per_target = ", ".join(f"target {t:g}: {s[-1]:.1f}" for t, s in scores_by_target.items())
     print(
         f"{args.dataset} dt seed {args.seed}: normalized score {scores[-1]:.1f} "

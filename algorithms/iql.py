@@ -88,6 +88,10 @@ class Args:
     """experiment name, part of the run name"""
     save_model: bool = False
     """write run_dir/<run name>/checkpoint.pt at the end"""
+    checkpoint_every: int = 0
+    """also write the checkpoint every this many updates (0 = never); Ctrl-C always writes one"""
+    resume: str | None = None
+    """continue the run saved in this checkpoint.pt (same run folder, TensorBoard continues)"""
     progress: bool = True
     """show a progress bar (--no-progress for logs and CI)"""
     track: bool = False
@@ -239,7 +243,8 @@ def main(args: Args) -> dict:
     torch.set_num_threads(args.threads)
     device = data.resolve_device(args.device)
     run_name = f"{args.dataset.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_path = os.path.join(args.run_dir, run_name)
+    run_path = os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join(args.run_dir, run_name)
+    checkpoint_path = os.path.join(run_path, "checkpoint.pt")
 
     # data: split by episode; rewards transformed and observations normalised for the learner only
     dataset = data.load_dataset(args.dataset)
@@ -270,6 +275,23 @@ def main(args: Args) -> dict:
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizers["actor"], args.total_steps)
     policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, mean action out
     eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
+    # everything an exact continuation needs: networks, optimizers and the cosine schedule's position
+    models = {"actor": actor, "critic": critic, "target_critic": target_critic, "value": value}
+    models |= {f"{name}_optimizer": optimizer for name, optimizer in optimizers.items()}
+    if scheduler is not None:
+        models["actor_scheduler"] = scheduler
+
+    def save(step: int) -> None:
+        state_dicts = {name: model.state_dict() for name, model in models.items()}
+        data.save_checkpoint(checkpoint_path, "iql", asdict(args), step, state_dicts, normalizer)
+
+    first_step = 1
+    if args.resume:
+        state = data.load_checkpoint(args.resume, "iql", device, dataset_id=args.dataset)
+        for name, model in models.items():
+            model.load_state_dict(state["models"][name])
+        data.set_rng_state(state["rng"])  # the batches (and dropout masks) after the checkpoint are a straight run's
+        first_step = state["step"] + 1
 
     writer = SummaryWriter(run_path)
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
@@ -278,54 +300,56 @@ def main(args: Args) -> dict:
 
         wandb.init(project=args.wandb_project, name=run_name, config=asdict(args), sync_tensorboard=True)
 
-    scores, start_time = [], time.time()
-    progress = tqdm(range(1, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
-    for step in progress:
-        metrics = update(actor, critic, target_critic, value, optimizers, train_batches.sample(args.batch_size), args)
-        if scheduler is not None:
-            scheduler.step()
+    scores, start_time, eval_seconds = [], time.time(), 0.0
+    progress = tqdm(range(first_step, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
+    with data.GracefulInterrupt() as interrupt:
+        for step in progress:
+            metrics = update(actor, critic, target_critic, value, optimizers, train_batches.sample(args.batch_size), args)
+            if scheduler is not None:
+                scheduler.step()
 
-        if step % args.log_every == 0 or step == args.total_steps:
-            metrics = {name: number.item() for name, number in metrics.items()}  # the only host sync
-            for name in ("value_loss", "actor_loss", "critic_loss"):
-                if not np.isfinite(metrics[name]):
-                    raise FloatingPointError(
-                        f"losses/{name} became {metrics[name]} at step {step}: lower the learning rates."
-                    )
-            for name, number in metrics.items():
-                writer.add_scalar(f"losses/{name}", number, step)
-            writer.add_scalar("charts/actor_lr", optimizers["actor"].param_groups[0]["lr"], step)
-            writer.add_scalar("charts/updates_per_s", step / (time.time() - start_time), step)
-            actor.eval()  # no dropout when measuring
-            for name, number in validation_losses(actor, critic, target_critic, value, valid_batches, args).items():
-                writer.add_scalar(f"valid/{name}", number, step)
-            actor.train()
+            if step % args.log_every == 0 or step == args.total_steps:
+                metrics = {name: number.item() for name, number in metrics.items()}  # the only host sync
+                losses = {f"losses/{name}": metrics[name] for name in ("value_loss", "actor_loss", "critic_loss")}
+                data.check_finite(losses, step, checkpoint_path)
+                for name, number in metrics.items():
+                    writer.add_scalar(f"losses/{name}", number, step)
+                writer.add_scalar("charts/actor_lr", optimizers["actor"].param_groups[0]["lr"], step)
+                writer.add_scalar("charts/updates_per_s", (step - first_step + 1) / (time.time() - start_time - eval_seconds), step)
+                actor.eval()  # no dropout when measuring
+                for name, number in validation_losses(actor, critic, target_critic, value, valid_batches, args).items():
+                    writer.add_scalar(f"valid/{name}", number, step)
+                actor.train()
 
-        if step % args.eval_every == 0 or step == args.total_steps:
-            actor.eval()
-            result = data.evaluate(policy, eval_envs, dataset, seed=args.seed + 1_000, device=device)
-            scores.append(result.normalized_mean)
-            writer.add_scalar("eval/return", result.mean, step)
-            writer.add_scalar("eval/normalized_score", result.normalized_mean, step)
-            # action MSE to the scripted expert on training / validation / visited states (Park et al. 2024)
-            for split, states in (("train", train.observations), ("valid", valid.observations), ("eval", result.observations)):
-                mse = data.expert_action_mse(policy, args.dataset, states, device)
-                if np.isfinite(mse):
-                    writer.add_scalar(f"mse/{split}_expert", mse, step)
-            actor.train()
-            progress.set_postfix(score=f"{result.normalized_mean:.1f}")
+            if step % args.eval_every == 0 or step == args.total_steps:
+                eval_start = time.time()
+                actor.eval()
+                result = data.evaluate(policy, eval_envs, dataset, seed=args.seed + 1_000, device=device)
+                scores.append(result.normalized_mean)
+                writer.add_scalar("eval/return", result.mean, step)
+                writer.add_scalar("eval/normalized_score", result.normalized_mean, step)
+                # action MSE to the scripted expert on training / validation / visited states (Park et al. 2024)
+                for split, states in (("train", train.observations), ("valid", valid.observations), ("eval", result.observations)):
+                    mse = data.expert_action_mse(policy, args.dataset, states, device)
+                    if np.isfinite(mse):
+                        writer.add_scalar(f"mse/{split}_expert", mse, step)
+                actor.train()
+                progress.set_postfix(score=f"{result.normalized_mean:.1f}")
+                eval_seconds += time.time() - eval_start
 
-    updates_per_s = args.total_steps / (time.time() - start_time)
-    if args.save_model:
-        models = {"actor": actor, "critic": critic, "target_critic": target_critic, "value": value}
-        models = {name: model.state_dict() for name, model in models.items()}
-        models.update({f"{name}_optimizer": optimizer.state_dict() for name, optimizer in optimizers.items()})
-        data.save_checkpoint(
-            os.path.join(run_path, "checkpoint.pt"), algorithm="iql", args=asdict(args), step=args.total_steps,
-            models=models, normalizer=normalizer,
-        )  # fmt: skip
+            if (args.checkpoint_every and step % args.checkpoint_every == 0) or (args.save_model and step == args.total_steps):
+                save(step)
+            if interrupt.requested:
+                save(step)
+                print(f"interrupted at step {step}; resume with: python algorithms/iql.py --resume {checkpoint_path} "
+                      f"--dataset {args.dataset} --total-steps {args.total_steps}")  # fmt: skip
+                break
+
+    updates_per_s = (step - first_step + 1) / (time.time() - start_time - eval_seconds)
     eval_envs.close()
     writer.close()
+    if not scores:
+        return {"normalized_score": float("nan"), "scores": [], "updates_per_s": updates_per_s, "run_path": run_path}
     print(
         f"{args.dataset} iql seed {args.seed}: normalized score {scores[-1]:.1f} "
         f"(return {result.mean:.1f} +- {result.std:.1f}), {updates_per_s:.0f} updates/s, logs in {run_path}"

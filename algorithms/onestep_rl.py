@@ -87,6 +87,10 @@ class Args:
     """experiment name, part of the run name"""
     save_model: bool = False
     """write run_dir/<run name>/checkpoint.pt at the end"""
+    checkpoint_every: int = 0
+    """also write the checkpoint every this many updates (0 = never); Ctrl-C always writes one"""
+    resume: str | None = None
+    """continue the run saved in this checkpoint.pt (same run folder, TensorBoard continues)"""
     progress: bool = True
     """show a progress bar (--no-progress for logs and CI)"""
     track: bool = False
@@ -238,7 +242,8 @@ def main(args: Args) -> dict:
     torch.set_num_threads(args.threads)
     device = data.resolve_device(args.device)
     run_name = f"{args.dataset.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_path = os.path.join(args.run_dir, run_name)
+    run_path = os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join(args.run_dir, run_name)
+    checkpoint_path = os.path.join(run_path, "checkpoint.pt")
 
     # data: split by episode; rewards transformed and observations normalised for the learner only
     dataset = data.load_dataset(args.dataset)
@@ -269,6 +274,20 @@ def main(args: Args) -> dict:
         act = actor
     policy = lambda obs: act(normalizer(obs))  # noqa: E731 - raw observations in, actions out
     eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
+    models = {"behaviour": behaviour, "actor": actor, "critic": critic, "target_critic": target_critic}
+    models |= {f"{name}_optimizer": optimizer for name, optimizer in optimizers.items()}
+
+    def save(step: int) -> None:  # everything an exact continuation needs
+        state_dicts = {name: model.state_dict() for name, model in models.items()}
+        data.save_checkpoint(checkpoint_path, "onestep_rl", asdict(args), step, state_dicts, normalizer)
+
+    first_step = 1
+    if args.resume:
+        state = data.load_checkpoint(args.resume, "onestep_rl", device, dataset_id=args.dataset)
+        for name, model in models.items():
+            model.load_state_dict(state["models"][name])
+        data.set_rng_state(state["rng"])  # the batches drawn after the checkpoint are the ones a straight run draws
+        first_step = state["step"] + 1
 
     writer = SummaryWriter(run_path)
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
@@ -277,50 +296,54 @@ def main(args: Args) -> dict:
 
         wandb.init(project=args.wandb_project, name=run_name, config=asdict(args), sync_tensorboard=True)
 
-    scores, start_time = [], time.time()
-    progress = tqdm(range(1, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
-    for step in progress:
-        metrics = update(behaviour, actor, critic, target_critic, optimizers, train_batches.sample(args.batch_size), args)
+    scores, start_time, eval_seconds = [], time.time(), 0.0
+    progress = tqdm(range(first_step, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
+    with data.GracefulInterrupt() as interrupt:
+        for step in progress:
+            metrics = update(behaviour, actor, critic, target_critic, optimizers, train_batches.sample(args.batch_size), args)
 
-        if step % args.log_every == 0 or step == args.total_steps:
-            metrics = {name: number.item() for name, number in metrics.items()}  # the only host sync
-            for name, number in metrics.items():
-                if name.endswith("_loss") and not np.isfinite(number):
-                    raise FloatingPointError(f"losses/{name} became {number} at step {step}: lower --learning-rate.")
-                writer.add_scalar(f"losses/{name}", number, step)
-            writer.add_scalar("charts/updates_per_s", step / (time.time() - start_time), step)
-            with torch.no_grad():  # the same losses and the action MSE on held-out episodes
-                v = valid_batches
-                next_q = target_critic(v.next_observations, v.next_actions).min(0).values
-                td_target = v.rewards + args.discount * (1.0 - v.terminals) * next_q
-                critic_loss = ((critic(v.observations, v.actions) - td_target) ** 2).mean(1).sum()
-                writer.add_scalar("valid/critic_loss", critic_loss.item(), step)
-                writer.add_scalar("valid/behaviour_loss", -behaviour.log_prob(v.observations, v.actions).mean().item(), step)
-                writer.add_scalar("valid/action_mse", ((act(v.observations) - v.actions) ** 2).mean().item(), step)
+            if step % args.log_every == 0 or step == args.total_steps:
+                metrics = {name: number.item() for name, number in metrics.items()}  # the only host sync
+                data.check_finite({f"losses/{n}": x for n, x in metrics.items() if n.endswith("_loss")}, step, checkpoint_path)
+                for name, number in metrics.items():
+                    writer.add_scalar(f"losses/{name}", number, step)
+                writer.add_scalar("charts/updates_per_s", (step - first_step + 1) / (time.time() - start_time - eval_seconds), step)
+                with torch.no_grad():  # the same losses and the action MSE on held-out episodes
+                    v = valid_batches
+                    next_q = target_critic(v.next_observations, v.next_actions).min(0).values
+                    td_target = v.rewards + args.discount * (1.0 - v.terminals) * next_q
+                    critic_loss = ((critic(v.observations, v.actions) - td_target) ** 2).mean(1).sum()
+                    writer.add_scalar("valid/critic_loss", critic_loss.item(), step)
+                    writer.add_scalar("valid/behaviour_loss", -behaviour.log_prob(v.observations, v.actions).mean().item(), step)
+                    writer.add_scalar("valid/action_mse", ((act(v.observations) - v.actions) ** 2).mean().item(), step)
 
-        if step % args.eval_every == 0 or step == args.total_steps:
-            result = data.evaluate(policy, eval_envs, dataset, seed=args.seed + 1_000, device=device)
-            scores.append(result.normalized_mean)
-            writer.add_scalar("eval/return", result.mean, step)
-            writer.add_scalar("eval/normalized_score", result.normalized_mean, step)
-            # action MSE to the scripted expert on training / validation / visited states (Park et al. 2024)
-            for split, states in (("train", train.observations), ("valid", valid.observations), ("eval", result.observations)):
-                mse = data.expert_action_mse(policy, args.dataset, states, device)
-                if np.isfinite(mse):
-                    writer.add_scalar(f"mse/{split}_expert", mse, step)
-            progress.set_postfix(score=f"{result.normalized_mean:.1f}")
+            if step % args.eval_every == 0 or step == args.total_steps:
+                eval_start = time.time()
+                result = data.evaluate(policy, eval_envs, dataset, seed=args.seed + 1_000, device=device)
+                scores.append(result.normalized_mean)
+                writer.add_scalar("eval/return", result.mean, step)
+                writer.add_scalar("eval/normalized_score", result.normalized_mean, step)
+                # action MSE to the scripted expert on training / validation / visited states (Park et al. 2024)
+                for split, states in (("train", train.observations), ("valid", valid.observations), ("eval", result.observations)):
+                    mse = data.expert_action_mse(policy, args.dataset, states, device)
+                    if np.isfinite(mse):
+                        writer.add_scalar(f"mse/{split}_expert", mse, step)
+                progress.set_postfix(score=f"{result.normalized_mean:.1f}")
+                eval_seconds += time.time() - eval_start
 
-    updates_per_s = args.total_steps / (time.time() - start_time)
-    if args.save_model:
-        models = {"behaviour": behaviour, "actor": actor, "critic": critic, "target_critic": target_critic}
-        models = {name: model.state_dict() for name, model in models.items()}
-        models.update({f"{name}_optimizer": optimizer.state_dict() for name, optimizer in optimizers.items()})
-        data.save_checkpoint(
-            os.path.join(run_path, "checkpoint.pt"), algorithm="onestep_rl", args=asdict(args), step=args.total_steps,
-            models=models, normalizer=normalizer,
-        )  # fmt: skip
+            if (args.checkpoint_every and step % args.checkpoint_every == 0) or (args.save_model and step == args.total_steps):
+                save(step)
+            if interrupt.requested:
+                save(step)
+                print(f"interrupted at step {step}; resume with: python algorithms/onestep_rl.py --resume {checkpoint_path} "
+                      f"--dataset {args.dataset} --total-steps {args.total_steps}")  # fmt: skip
+                break
+
+    updates_per_s = (step - first_step + 1) / (time.time() - start_time - eval_seconds)
     eval_envs.close()
     writer.close()
+    if not scores:
+        return {"normalized_score": float("nan"), "scores": [], "updates_per_s": updates_per_s, "run_path": run_path}
     print(
         f"{args.dataset} onestep_rl({args.improvement}) seed {args.seed}: normalized score {scores[-1]:.1f} "
         f"(return {result.mean:.1f} +- {result.std:.1f}), {updates_per_s:.0f} updates/s, logs in {run_path}"

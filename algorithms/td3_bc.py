@@ -80,6 +80,10 @@ class Args:
     """experiment name, part of the run name"""
     save_model: bool = False
     """write run_dir/<run name>/checkpoint.pt at the end"""
+    checkpoint_every: int = 0
+    """also write the checkpoint every this many updates (0 = never); Ctrl-C always writes one"""
+    resume: str | None = None
+    """continue the run saved in this checkpoint.pt (same run folder, TensorBoard continues)"""
     progress: bool = True
     """show a progress bar (--no-progress for logs and CI)"""
     track: bool = False
@@ -191,7 +195,8 @@ def main(args: Args) -> dict:
     torch.set_num_threads(args.threads)
     device = data.resolve_device(args.device)
     run_name = f"{args.dataset.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_path = os.path.join(args.run_dir, run_name)
+    run_path = os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join(args.run_dir, run_name)
+    checkpoint_path = os.path.join(run_path, "checkpoint.pt")
 
     # data: episodes split into train/validation; rewards transformed as the flags ask (train only)
     dataset = data.load_dataset(args.dataset)
@@ -213,6 +218,21 @@ def main(args: Args) -> dict:
     critic_optimizer = torch.optim.Adam(critics.parameters(), lr=args.critic_lr)
     policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, actions out
     eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
+    # everything an exact continuation needs (the delayed actor update follows the step, which is saved too)
+    models = {"actor": actor, "critics": critics, "actor_target": actor_target, "critics_target": critics_target,
+              "actor_optimizer": actor_optimizer, "critic_optimizer": critic_optimizer}  # fmt: skip
+
+    def save(step: int) -> None:
+        state_dicts = {name: model.state_dict() for name, model in models.items()}
+        data.save_checkpoint(checkpoint_path, "td3_bc", asdict(args), step, state_dicts, normalizer)
+
+    first_step = 1
+    if args.resume:
+        state = data.load_checkpoint(args.resume, "td3_bc", device, dataset_id=args.dataset)
+        for name, model in models.items():
+            model.load_state_dict(state["models"][name])
+        data.set_rng_state(state["rng"])  # the batches drawn after the checkpoint are the ones a straight run draws
+        first_step = state["step"] + 1
 
     writer = SummaryWriter(run_path)
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
@@ -221,51 +241,51 @@ def main(args: Args) -> dict:
 
         wandb.init(project=args.wandb_project, name=run_name, config=asdict(args), sync_tensorboard=True)
 
-    scores, logs, start_time = [], {}, time.time()
-    progress = tqdm(range(1, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
-    for step in progress:
-        batch = train_batches.sample(args.batch_size)
-        logs |= update(
-            step, args, actor, actor_target, critics, critics_target, actor_optimizer, critic_optimizer, batch
-        )
+    scores, logs, start_time, eval_seconds = [], {}, time.time(), 0.0
+    progress = tqdm(range(first_step, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
+    with data.GracefulInterrupt() as interrupt:
+        for step in progress:
+            batch = train_batches.sample(args.batch_size)
+            logs |= update(
+                step, args, actor, actor_target, critics, critics_target, actor_optimizer, critic_optimizer, batch
+            )
 
-        if step % args.log_every == 0 or step == args.total_steps:
-            values = {name: value.item() for name, value in logs.items()}  # the only host sync, once per log_every
-            for name, value in values.items():
-                if not np.isfinite(value):
-                    raise FloatingPointError(
-                        f"{name} became {value} at step {step}: lower the learning rates or check the rewards."
-                    )
-                writer.add_scalar(name, value, step)
-            writer.add_scalar("charts/updates_per_s", step / (time.time() - start_time), step)
-            with torch.no_grad():
-                writer.add_scalar("valid/action_mse", ((policy(valid.observations) - valid.actions) ** 2).mean().item(), step)
+            if step % args.log_every == 0 or step == args.total_steps:
+                values = {name: value.item() for name, value in logs.items()}  # the only host sync, once per log_every
+                data.check_finite(values, step, checkpoint_path)
+                for name, value in values.items():
+                    writer.add_scalar(name, value, step)
+                writer.add_scalar("charts/updates_per_s", (step - first_step + 1) / (time.time() - start_time - eval_seconds), step)
+                with torch.no_grad():
+                    writer.add_scalar("valid/action_mse", ((policy(valid.observations) - valid.actions) ** 2).mean().item(), step)
 
-        if step % args.eval_every == 0 or step == args.total_steps:
-            result = data.evaluate(policy, eval_envs, dataset, seed=args.seed + 1_000, device=device)
-            scores.append(result.normalized_mean)
-            writer.add_scalar("eval/return", result.mean, step)
-            writer.add_scalar("eval/normalized_score", result.normalized_mean, step)
-            # action MSE to the scripted expert on training / validation / visited states (Park et al. 2024)
-            for split, states in (("train", train.observations), ("valid", valid.observations), ("eval", result.observations)):
-                mse = data.expert_action_mse(policy, args.dataset, states, device)
-                if np.isfinite(mse):
-                    writer.add_scalar(f"mse/{split}_expert", mse, step)
-            progress.set_postfix(score=f"{result.normalized_mean:.1f}", critic=f"{logs['losses/critic'].item():.3f}")
+            if step % args.eval_every == 0 or step == args.total_steps:
+                eval_start = time.time()
+                result = data.evaluate(policy, eval_envs, dataset, seed=args.seed + 1_000, device=device)
+                scores.append(result.normalized_mean)
+                writer.add_scalar("eval/return", result.mean, step)
+                writer.add_scalar("eval/normalized_score", result.normalized_mean, step)
+                # action MSE to the scripted expert on training / validation / visited states (Park et al. 2024)
+                for split, states in (("train", train.observations), ("valid", valid.observations), ("eval", result.observations)):
+                    mse = data.expert_action_mse(policy, args.dataset, states, device)
+                    if np.isfinite(mse):
+                        writer.add_scalar(f"mse/{split}_expert", mse, step)
+                progress.set_postfix(score=f"{result.normalized_mean:.1f}", critic=f"{logs['losses/critic'].item():.3f}")
+                eval_seconds += time.time() - eval_start
 
-    updates_per_s = args.total_steps / (time.time() - start_time)
-    if args.save_model:
-        data.save_checkpoint(
-            os.path.join(run_path, "checkpoint.pt"), algorithm="td3_bc", args=asdict(args), step=args.total_steps,
-            models={
-                "actor": actor.state_dict(), "critics": critics.state_dict(),
-                "actor_target": actor_target.state_dict(), "critics_target": critics_target.state_dict(),
-                "actor_optimizer": actor_optimizer.state_dict(), "critic_optimizer": critic_optimizer.state_dict(),
-            },
-            normalizer=normalizer,
-        )  # fmt: skip
+            if (args.checkpoint_every and step % args.checkpoint_every == 0) or (args.save_model and step == args.total_steps):
+                save(step)
+            if interrupt.requested:
+                save(step)
+                print(f"interrupted at step {step}; resume with: python algorithms/td3_bc.py --resume {checkpoint_path} "
+                      f"--dataset {args.dataset} --total-steps {args.total_steps}")  # fmt: skip
+                break
+
+    updates_per_s = (step - first_step + 1) / (time.time() - start_time - eval_seconds)
     eval_envs.close()
     writer.close()
+    if not scores:
+        return {"normalized_score": float("nan"), "scores": [], "updates_per_s": updates_per_s, "run_path": run_path}
     print(
         f"{args.dataset} td3_bc seed {args.seed}: normalized score {scores[-1]:.1f} "
         f"(return {result.mean:.1f} +- {result.std:.1f}), {updates_per_s:.0f} updates/s, logs in {run_path}"
