@@ -86,7 +86,11 @@ def run_one(config: dict, logs: str, run_dir: str) -> dict:
     os.makedirs(logs, exist_ok=True)
     cli = ["--dataset", config["dataset"], "--seed", str(config["seed"]), "--no-progress", "--run-dir", run_dir]
     for name, value in config["flags"].items():
-        cli += [f"--{name.replace('_', '-')}", *value.split()]
+        flag = name.replace("_", "-")
+        if value in ("True", "False"):  # tyro's booleans are --flag / --no-flag
+            cli.append(f"--{flag}" if value == "True" else f"--no-{flag}")
+        else:
+            cli += [f"--{flag}", *value.split()]
     start = time.time()
     record = dict(config, commit=git_commit())
     with open(os.path.join(logs, f"{config['id']}.log"), "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):

@@ -1,0 +1,178 @@
+"""Test-time policy improvement: opex.py (a <- clip(a + beta grad_a Q)) and ttt.py (test-time training).
+
+Unit checks of the OPEX step on hand-made Q functions with a known gradient, of TTT's parameter updates
+(none at learning rate 0, a higher frozen Q on the visited states otherwise), smoke runs of both scripts,
+and both scripts on checkpoints written by ddpg_bc.py and awr.py (the same network classes).
+"""
+
+import inspect
+import math
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import awr
+import data
+import ddpg_bc
+import opex
+import ttt
+
+DATASET = "pendulum/medium-v0"  # 3-d observations, actions in [-2, 2], a scripted expert
+TINY = dict(total_steps=200, batch_size=64, hidden_dim=32, eval_every=200, eval_episodes=2, log_every=100, progress=False)
+
+
+def scalars(run_path: str) -> dict[str, list[float]]:
+    events = EventAccumulator(run_path)
+    events.Reload()
+    return {tag: [event.value for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def networks(module, seed: int = 0, obs_dim: int = 3, act_dim: int = 1, high: float = 2.0):
+    torch.manual_seed(seed)
+    actor = module.Actor(obs_dim, act_dim, 32, np.full(act_dim, -high), np.full(act_dim, high))
+    critic = module.Critic(obs_dim, act_dim, 32, layer_norm=True)
+    normalizer = data.Normalizer.fit(torch.randn(500, obs_dim) * 2 + 1)
+    return actor, critic, normalizer
+
+
+def test_pretrained_networks_are_the_same_classes_in_every_script():
+    # --checkpoint loads ddpg_bc.py's and awr.py's state dicts into opex.py's and ttt.py's networks
+    for name in ("mlp", "EnsembleLinear", "Critic", "Actor"):
+        source = inspect.getsource(getattr(ddpg_bc, name))
+        for module in (awr, opex, ttt):
+            assert inspect.getsource(getattr(module, name)) == source, f"{module.__name__}.{name} differs"
+
+
+@pytest.mark.parametrize("normalize_gradient", [False, True])
+def test_opex_beta_zero_is_the_plain_policy_bit_for_bit(normalize_gradient):
+    actor, critic, normalizer = networks(opex)
+    obs = torch.randn(256, 3) * 3
+    policy = opex.OpexPolicy(actor, critic, normalizer, beta=0.0, normalize_gradient=normalize_gradient)
+    with torch.no_grad():  # as data.evaluate calls it
+        adjusted = policy(obs)
+        plain = actor(normalizer(obs))
+    assert torch.equal(adjusted, plain)
+    assert policy.grad_norms[-1] > 0  # the gradient was computed all the same
+
+
+def test_opex_moves_the_action_by_beta_times_the_gradient_of_q_and_clips_it():
+    actor, _, normalizer = networks(opex, act_dim=2, high=1.0)
+    obs = torch.randn(128, 3)
+    with torch.no_grad():
+        mu = actor(normalizer(obs))
+    centre = torch.tensor([0.3, -0.2])
+    quadratic = lambda s, a: -((a - centre) ** 2).sum(-1)[None]  # noqa: E731  grad_a Q = -2 (a - c), one member
+    policy = opex.OpexPolicy(actor, quadratic, normalizer, beta=0.1, normalize_gradient=False)
+    with torch.no_grad():
+        moved = policy(obs)
+    torch.testing.assert_close(moved, mu + 0.1 * (-2) * (mu - centre))  # within the box: no clipping
+    torch.testing.assert_close(policy.grad_norms[-1], (2 * (mu - centre)).norm(dim=-1).mean())
+
+    # twin Qs: the step follows the smaller one; a linear Q with a large slope pushes every action onto the box
+    twin = lambda s, a: torch.stack([50 * a[:, 0] - 50 * a[:, 1], 100 * a[:, 0] - 100 * a[:, 1] + 1e3])  # noqa: E731
+    with torch.no_grad():
+        small = opex.OpexPolicy(actor, twin, normalizer, beta=1e-3, normalize_gradient=False)(obs)
+        clipped = opex.OpexPolicy(actor, twin, normalizer, beta=1.0, normalize_gradient=False)(obs)
+    torch.testing.assert_close(small, torch.clamp(mu + 1e-3 * torch.tensor([50.0, -50.0]), -1.0, 1.0))
+    assert torch.equal(clipped, torch.tensor([1.0, -1.0]).expand_as(clipped))
+
+    # normalised gradient: a step of length beta along grad / ||grad||, whatever the slope
+    linear = lambda s, a: (30 * a[:, 0] + 40 * a[:, 1])[None]  # noqa: E731  ||grad|| = 50
+    policy = opex.OpexPolicy(actor, linear, normalizer, beta=0.05, normalize_gradient=True)
+    with torch.no_grad():
+        stepped = policy(obs)
+    expected = torch.clamp(mu + 0.05 * torch.tensor([0.6, 0.8]), -1.0, 1.0)
+    torch.testing.assert_close(stepped, expected)
+    assert policy.grad_norms[-1].item() == pytest.approx(50.0)
+
+
+def ttt_setup(local_dataset, **overrides):
+    dataset = data.load_dataset(local_dataset(DATASET))
+    envs = data.make_eval_envs(dataset, 2)
+    actor, critic, normalizer = networks(ttt, seed=1)
+    args = ttt.Args(**{"ttt_steps": 2, "ttt_batch_size": 32, "ttt_bc_weight": 0.0, **overrides})
+    return dataset, envs, actor, critic, normalizer, ttt.TTTPolicy(actor, critic, normalizer, args)
+
+
+def test_ttt_with_zero_learning_rate_leaves_the_policy_bit_identical(local_dataset):
+    dataset, envs, actor, critic, normalizer, policy = ttt_setup(local_dataset, ttt_learning_rate=0.0)
+    before = {name: p.clone() for name, p in actor.state_dict().items()}
+    result = data.evaluate(policy, envs, dataset, seed=3)
+    envs.close()
+    steps = int(policy.optimizer.state[policy.actor.net[0].weight]["step"])
+    assert steps == 2 * 200  # the gradient steps did run: 2 per environment step of the 200-step episodes
+    for name, value in policy.actor.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    # ... so TTT acted exactly as the plain policy, on every state it visited
+    assert sum(len(obs) for obs, _ in policy.taken) == len(result.observations)
+    with torch.no_grad():
+        assert all(torch.equal(action, actor(normalizer(obs))) for obs, action in policy.taken)
+
+
+def test_ttt_raises_the_frozen_q_of_the_visited_states(local_dataset):
+    dataset, envs, actor, critic, normalizer, policy = ttt_setup(local_dataset, ttt_learning_rate=1e-3)
+    before = {name: p.clone() for name, p in actor.state_dict().items()}
+    critic_before = {name: p.clone() for name, p in critic.state_dict().items()}
+    result = data.evaluate(policy, envs, dataset, seed=3)
+    envs.close()
+    s = normalizer(torch.as_tensor(result.observations))
+    with torch.no_grad():
+        q_adapted = critic(s, policy.actor(s)).min(0).values.mean()
+        q_base = critic(s, actor(s)).min(0).values.mean()
+    assert q_adapted > q_base + 1e-3
+    # the trained policy and the critic themselves are untouched (TTT adapts a copy against a frozen Q)
+    assert all(torch.equal(v, before[k]) for k, v in actor.state_dict().items())
+    assert all(torch.equal(v, critic_before[k]) for k, v in critic.state_dict().items())
+    assert all(p.requires_grad for p in critic.parameters())  # training goes on after an evaluation
+
+
+def test_opex_smoke(local_dataset, run_dir):
+    args = opex.Args(dataset=local_dataset(DATASET), run_dir=run_dir, betas=(0.03, 0.3), **TINY)
+    result = opex.main(args)
+    assert set(result["scores_by_beta"]) == {0.0, 0.03, 0.3}  # beta 0, the plain policy, is always evaluated
+    assert result["best_beta"] in result["scores_by_beta"]
+    logged = scalars(result["run_path"])
+    for tag in ("_beta0", "_beta0.03", "_beta0.3"):
+        assert math.isfinite(logged[f"eval/normalized_score{tag}"][-1])
+        assert logged[f"eval/grad_norm{tag}"][-1] > 0
+        for split in ("train", "valid", "eval"):
+            assert 0 <= logged[f"mse/{split}_expert{tag}"][-1] <= 16  # actions in [-2, 2]
+    assert logged["eval/normalized_score"][-1] == logged["eval/normalized_score_beta0"][-1]
+    assert logged["eval/normalized_score"][-1] == pytest.approx(result["normalized_score"])
+    assert logged["mse/eval_expert"][-1] == logged["mse/eval_expert_beta0"][-1]
+
+
+def test_ttt_smoke(local_dataset, run_dir):
+    args = ttt.Args(dataset=local_dataset(DATASET), run_dir=run_dir, eval_rounds=2, ttt_reset_per_episode=False, **TINY)
+    result = ttt.main(args)
+    assert math.isfinite(result["normalized_score"]) and math.isfinite(result["normalized_score_ttt"])
+    logged = scalars(result["run_path"])
+    for tag in ("_base", "_ttt"):
+        for split in ("train", "valid", "eval"):
+            assert 0 <= logged[f"mse/{split}_expert{tag}"][-1] <= 16
+    assert logged["eval/normalized_score_ttt"][-1] == pytest.approx(result["normalized_score_ttt"])
+    assert logged["eval/normalized_score"][-1] == logged["eval/normalized_score_base"][-1]
+    assert logged["ttt/q_gain"][-1] > 0  # the adapted copy has a higher Q on the visited states
+    assert logged["ttt/action_shift"][-1] > 0
+
+
+@pytest.mark.parametrize("trainer", [ddpg_bc, awr])
+def test_checkpoint_is_evaluated_without_training(trainer, local_dataset, run_dir, tmp_path):
+    trained = trainer.main(trainer.Args(dataset=local_dataset(DATASET), run_dir=run_dir, save_model=True, **TINY))
+    checkpoint = f"{trained['run_path']}/checkpoint.pt"
+    # the dataset and network settings come from the checkpoint (the default dataset and width differ)
+    common = dict(checkpoint=checkpoint, eval_episodes=2, run_dir=run_dir, progress=False)
+    result = opex.main(opex.Args(betas=(0.1,), **common))
+    assert result["updates_per_s"] == 0  # nothing trained
+    # the same policy on the same evaluation seeds: beta 0 scores what ddpg_bc.py (awr.py) scored, bit for bit
+    assert result["scores_by_beta"][0.0][-1] == trained["normalized_score"]
+    # TTT at learning rate 0 is the same policy again
+    result = ttt.main(ttt.Args(ttt_learning_rate=0.0, **common))
+    assert result["normalized_score"] == result["normalized_score_ttt"] == trained["normalized_score"]
+
+    other = str(tmp_path / "bc.pt")
+    data.save_checkpoint(other, "bc", {"dataset": DATASET}, 0, {}, data.Normalizer.identity(3))
+    with pytest.raises(ValueError, match="is not one of ddpg_bc, awr"):
+        opex.main(opex.Args(checkpoint=other, run_dir=run_dir, progress=False))
