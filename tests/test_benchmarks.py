@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 import report
@@ -72,3 +73,20 @@ def test_mse_analysis_correlates_score_with_each_mse(local_dataset, run_dir, tmp
     corr = mse_analysis.main(mse_analysis.AnalysisArgs(runs=(f"{run_dir}/*",), out=str(tmp_path / "mse")))
     assert all(-1 <= corr[s][0] <= 1 for s in mse_analysis.SPLITS)
     assert (tmp_path / "mse.png").stat().st_size > 1000 and "| eval states |" in (tmp_path / "mse.md").read_text()
+
+
+def test_scaling_matrix_fills_every_cell_and_draws_heatmaps(local_dataset, tmp_path):
+    import scaling_matrix
+
+    local_dataset("pendulum/medium-v0")
+    args = scaling_matrix.MatrixArgs(
+        dataset="pendulum/medium-v0", scripts=("awr", "ddpg_bc"), fractions=(0.5, 1.0), seeds=(0,), workers=2,
+        flags=TINY_FLAGS, results=str(tmp_path / "matrix.jsonl"), out=str(tmp_path / "matrix"),
+    )  # fmt: skip
+    grids = scaling_matrix.main(args)
+    assert set(grids) == {"awr", "ddpg_bc"}
+    assert all(grid.shape == (2, 2) and np.isfinite(grid).all() for grid in grids.values())
+    records = read_lines(tmp_path / "matrix.jsonl")
+    assert {(r["flags"]["value_data_fraction"], r["flags"]["policy_data_fraction"]) for r in records} == {
+        ("0.5", "0.5"), ("0.5", "1"), ("1", "0.5"), ("1", "1")}
+    assert (tmp_path / "matrix.png").stat().st_size > 1000 and "**ddpg_bc**" in (tmp_path / "matrix.md").read_text()
