@@ -45,6 +45,8 @@ class MatrixArgs:
     """sweep results file (reruns skip finished runs)"""
     out: str = "benchmarks/results/scaling_matrix"
     """output prefix: <out>.png and <out>.md"""
+    work_dir: str = "benchmarks/out"
+    """each run's log goes to <work_dir>/logs, its TensorBoard folder to <work_dir>/runs"""
 
 
 def matrices(records: list[dict], args: MatrixArgs) -> dict[str, np.ndarray]:
@@ -100,6 +102,7 @@ def main(args: MatrixArgs) -> dict[str, np.ndarray]:
         scripts=args.scripts, datasets=(args.dataset,), seeds=args.seeds, workers=args.workers, results=args.results,
         grid=(f"value_data_fraction={fractions}", f"policy_data_fraction={fractions}"),
         flags=(*args.flags, f"value={args.value}"),
+        logs=os.path.join(args.work_dir, "logs"), run_dir=os.path.join(args.work_dir, "runs"),
     ))  # fmt: skip
     with open(args.results) as f:
         records = [json.loads(line) for line in f if line.strip()]

@@ -81,7 +81,7 @@ def test_scaling_matrix_fills_every_cell_and_draws_heatmaps(local_dataset, tmp_p
     local_dataset("pendulum/medium-v0")
     args = scaling_matrix.MatrixArgs(
         dataset="pendulum/medium-v0", scripts=("awr", "ddpg_bc"), fractions=(0.5, 1.0), seeds=(0,), workers=2,
-        flags=TINY_FLAGS, results=str(tmp_path / "matrix.jsonl"), out=str(tmp_path / "matrix"),
+        flags=TINY_FLAGS, results=str(tmp_path / "matrix.jsonl"), out=str(tmp_path / "matrix"), work_dir=str(tmp_path),
     )  # fmt: skip
     grids = scaling_matrix.main(args)
     assert set(grids) == {"awr", "ddpg_bc"}
