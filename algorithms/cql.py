@@ -324,7 +324,7 @@ def main(args: Args) -> dict:
         data.set_rng_state(state["rng"])  # the batches drawn after the checkpoint are the ones a straight run draws
         first_step = state["step"] + 1
 
-    writer = SummaryWriter(run_path)
+    writer = SummaryWriter(data.writable_run_dir(run_path))
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
     if args.track:
         import wandb

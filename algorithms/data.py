@@ -711,6 +711,19 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def writable_run_dir(path: str) -> str:
+    """Create the run folder and prove it is writable, or say which folder and what to do."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise OSError(
+            f"Cannot write the run folder '{path}' ({error.strerror or error}): pass --run-dir a folder you can write to."
+        ) from error
+    return path
+
+
 def rng_state() -> dict:
     """Python, numpy, torch (and CUDA) generator states, in types torch.load(weights_only=True) reads."""
     numpy_state = np.random.get_state()

@@ -326,7 +326,7 @@ def main(args: Args) -> dict:
     policies = {beta: OpexPolicy(actor, critic, normalizer, beta, args.normalize_gradient) for beta in betas}
     eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
 
-    writer = SummaryWriter(run_path)
+    writer = SummaryWriter(data.writable_run_dir(run_path))
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
     if args.track:
         import wandb

@@ -356,7 +356,7 @@ def main(args: Args) -> dict:
     base_policy = lambda obs: actor(normalizer(obs))  # noqa: E731  raw observations in, mean action out
     eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
 
-    writer = SummaryWriter(run_path)
+    writer = SummaryWriter(data.writable_run_dir(run_path))
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
     if args.track:
         import wandb

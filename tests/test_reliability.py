@@ -107,3 +107,10 @@ def test_ctrl_c_checkpoints_and_prints_the_resume_command(local_dataset, run_dir
     assert "resume with: python algorithms/bc.py --resume" in stdout
     checkpoint = stdout.split("--resume ")[1].split()[0]
     assert 0 < data.load_checkpoint(checkpoint, "bc")["step"] < 10_000_000
+
+
+def test_unwritable_run_dir_is_named_with_the_fix(local_dataset, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OSError, match=r"Cannot write the run folder '.*a-file/.*' \(Not a directory\): pass --run-dir a folder you can write to"):
+        bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=str(blocker), total_steps=10, **FAST))
