@@ -93,7 +93,8 @@ def run_one(config: dict, logs: str, run_dir: str) -> dict:
             cli += [f"--{flag}", *value.split()]
     start = time.time()
     record = dict(config, commit=git_commit())
-    with open(os.path.join(logs, f"{config['id']}.log"), "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    log_path = os.path.join(logs, f"{config['id']}.log")
+    with open(log_path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
             module = importlib.import_module(config["script"])
             result = module.main(tyro.cli(module.Args, args=cli))
@@ -106,6 +107,9 @@ def run_one(config: dict, logs: str, run_dir: str) -> dict:
         except BaseException as error:  # noqa: BLE001 - a failed run is recorded, the sweep goes on
             traceback.print_exc()
             record.update(status="failed", error=f"{type(error).__name__}: {error}"[-2000:])
+    if record["status"] == "failed":  # e.g. a bad flag: tyro's explanation is in the log, not in the exception
+        with open(log_path) as log:
+            record["log_tail"] = log.read()[-2000:]
     record["wall_time_s"] = time.time() - start
     return record
 

@@ -30,6 +30,7 @@ def test_grid_runs_once_records_failures_and_resumes(local_dataset, tmp_path):
     failed = [r for r in records if r["status"] == "failed"]
     assert len(ok) == 2 and all(r["dataset"] == "pendulum/medium-v0" for r in ok)
     assert len(failed) == 2 and all("Unknown dataset id 'pendulum/no-such-v0'" in r["error"] for r in failed)
+    assert all("Traceback" in r["log_tail"] for r in failed)  # the run's own output travels with the record
     assert {r["flags"]["top_fraction"] for r in ok} == {"1.0", "0.5"}
     assert all(r["updates_per_s"] > 0 and r["wall_time_s"] > 0 for r in ok)
     assert sweep.main(args) == [] and len(read_lines(results)) == 4  # a rerun executes nothing new
