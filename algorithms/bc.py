@@ -34,6 +34,10 @@ class Args:
     """auto (CUDA when present), cpu, cuda or cuda:N"""
     threads: int = 1
     """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
+    compile: bool = False
+    """speed: torch.compile the update step (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
+    cudagraphs: bool = False
+    """speed, CUDA only: also replay the compiled update as CUDA graphs (torch.compile's reduce-overhead mode)"""
     total_steps: int = 10_000
     """gradient updates (CORL uses 1_000_000 on D4RL)"""
     batch_size: int = 256
@@ -122,7 +126,8 @@ def main(args: Args) -> dict:
     train_batches = train.with_observations(normalizer)
 
     actor = Actor(obs_dim, act_dim, args.hidden_dim, dataset.action_space.low, dataset.action_space.high).to(device)
-    optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate)
+    optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True)  # fused: one kernel per step
+    update_step = data.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
     policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, actions out
     eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
 
@@ -149,7 +154,7 @@ def main(args: Args) -> dict:
     progress = tqdm(range(first_step, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
     with data.GracefulInterrupt() as interrupt:
         for step in progress:
-            loss = update(actor, optimizer, train_batches.sample(args.batch_size))
+            loss = update_step(actor, optimizer, train_batches.sample(args.batch_size))
 
             if step % args.log_every == 0 or step == args.total_steps:
                 loss = loss.item()  # the only host sync, once per log_every updates

@@ -37,6 +37,10 @@ class Args:
     """auto (CUDA when present), cpu, cuda or cuda:N"""
     threads: int = 1
     """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
+    compile: bool = False
+    """speed: torch.compile the update step (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
+    cudagraphs: bool = False
+    """speed, CUDA only: also replay the compiled update as CUDA graphs (torch.compile's reduce-overhead mode)"""
     total_steps: int = 3_000
     """gradient updates (the paper: 1_000_000 on D4RL). CQL costs ~10x TD3+BC per update: 3_000 is minutes on a GPU, ~15 min on one CPU core with the paper's 3x256 nets (--hidden-dim 64 --hidden-layers 2: ~1.5 min)"""
     batch_size: int = 256
@@ -176,6 +180,16 @@ class Critics(nn.Module):
         return q.reshape(self.num_critics, *actions.shape[:-1])
 
 
+def step_optimizers(loss: torch.Tensor, optimizers: list[torch.optim.Optimizer]) -> None:
+    """One backward through a sum of losses on disjoint variables: each loss holds the others' variables detached,
+    so each variable gets exactly its own loss's gradient (and one backward per graph is what --compile needs)."""
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for optimizer in optimizers:
+        optimizer.step()
+
+
 def update(
     step: int, args: Args, actor: TanhGaussianActor, critics: Critics, critics_target: Critics,
     log_alpha: torch.Tensor, log_alpha_prime: torch.Tensor, target_entropy: float,
@@ -184,9 +198,9 @@ def update(
     """One update of the critics (TD + conservative term), the actor, the temperature(s) and the targets."""
     n, obs, next_obs, actions = args.cql_num_actions, batch.observations, batch.next_observations, batch.actions
     alpha = log_alpha.exp().detach()
-    mean_s, log_std_s = actor(obs)
 
     with torch.no_grad():
+        mean_s, log_std_s = actor(obs)
         mean_next, log_std_next = actor(next_obs)
         # B^pi Q'(s, a) = r + gamma (1 - d) min_i Q'_i(s', a'),  a' ~ pi(.|s')   (max over n a' with --max-backup)
         next_a, next_log_pi = actor.sample(mean_next, log_std_next, n if args.max_backup else None)
@@ -218,18 +232,16 @@ def update(
         alpha_prime = log_alpha_prime.exp().clamp(0.0, 1e6)
         cql_loss = (alpha_prime.detach() * (args.cql_alpha * gap - args.target_action_gap)).sum()
         alpha_prime_loss = -(alpha_prime * (args.cql_alpha * gap.detach() - args.target_action_gap)).mean()
-        optimizers["alpha_prime"].zero_grad(set_to_none=True)
-        alpha_prime_loss.backward()
-        optimizers["alpha_prime"].step()
     else:
         alpha_prime = torch.ones((), device=obs.device)
         cql_loss = args.cql_alpha * gap.sum()
+        alpha_prime_loss = torch.zeros((), device=obs.device)  # no gradient: log alpha' stays where it is
     critic_loss = td_loss + cql_loss
-    optimizers["critic"].zero_grad(set_to_none=True)
-    critic_loss.backward()
-    optimizers["critic"].step()
+    step_optimizers(critic_loss + alpha_prime_loss, [optimizers["critic"], optimizers["alpha_prime"]])
 
-    # actor: a ~ pi(.|s) with the gradient through the sample (reparameterisation)
+    # actor: a ~ pi(.|s) with the gradient through the sample (reparameterisation). pi(.|s) is computed again
+    # with gradient so that this backward owns its graph (what --compile needs); the values are the ones above
+    mean_s, log_std_s = actor(obs)
     new_a, log_pi = actor.sample(mean_s, log_std_s)
     if step <= args.bc_steps:
         # warm start: max_pi E_D [ log pi(a|s) ] - alpha_H E[log pi]   (behaviour cloning)
@@ -241,10 +253,7 @@ def update(
         critics.requires_grad_(True)
     # J(alpha_H) = E[-alpha_H (log pi(a|s) + H_target)]   (SAC's automatic entropy tuning)
     alpha_loss = -(log_alpha * (log_pi.detach() + target_entropy)).mean()
-    for name, loss in (("actor", actor_loss), ("alpha", alpha_loss)):
-        optimizers[name].zero_grad(set_to_none=True)
-        loss.backward()
-        optimizers[name].step()
+    step_optimizers(actor_loss + alpha_loss, [optimizers["actor"], optimizers["alpha"]])
 
     # theta' <- tau * theta + (1 - tau) * theta', in place for all tensors at once
     with torch.no_grad():
@@ -293,11 +302,12 @@ def main(args: Args) -> dict:
     log_alpha_prime = torch.zeros((), device=device, requires_grad=True)
     target_entropy = -float(act_dim) if args.target_entropy is None else args.target_entropy
     optimizers = {
-        "actor": torch.optim.Adam(actor.parameters(), lr=args.actor_lr),
-        "critic": torch.optim.Adam(critics.parameters(), lr=args.critic_lr),
-        "alpha": torch.optim.Adam([log_alpha], lr=args.actor_lr),
-        "alpha_prime": torch.optim.Adam([log_alpha_prime], lr=args.critic_lr),
+        "actor": torch.optim.Adam(actor.parameters(), lr=args.actor_lr, fused=True),  # fused: one kernel per step
+        "critic": torch.optim.Adam(critics.parameters(), lr=args.critic_lr, fused=True),
+        "alpha": torch.optim.Adam([log_alpha], lr=args.actor_lr, fused=True),
+        "alpha_prime": torch.optim.Adam([log_alpha_prime], lr=args.critic_lr, fused=True),
     }
+    update_step = data.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
 
     def policy(obs: torch.Tensor) -> torch.Tensor:  # raw observations in, the deterministic tanh(mu) action out
         return torch.tanh(actor(normalizer(obs))[0]) * action_scale + action_bias
@@ -336,7 +346,7 @@ def main(args: Args) -> dict:
     with data.GracefulInterrupt() as interrupt:
         for step in progress:
             batch = train_batches.sample(args.batch_size)
-            logs = update(
+            logs = update_step(
                 step, args, actor, critics, critics_target, log_alpha, log_alpha_prime, target_entropy, optimizers, batch
             )
 

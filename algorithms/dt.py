@@ -55,6 +55,10 @@ class Args:
     """auto (CUDA when present), cpu, cuda or cuda:N"""
     threads: int = 1
     """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
+    compile: bool = False
+    """speed: torch.compile the update step (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
+    cudagraphs: bool = False
+    """speed, CUDA only: also replay the compiled update as CUDA graphs (torch.compile's reduce-overhead mode)"""
     total_steps: int = 2_000
     """gradient updates (the paper: 100_000)"""
     batch_size: int = 64
@@ -271,9 +275,11 @@ def main(args: Args) -> dict:
 
     K = args.context_length
     model = DecisionTransformer(obs_dim, act_dim, args, dataset.action_space.low, dataset.action_space.high).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    # fused: one kernel per step; lr a tensor, so the warm-up schedule never makes --compile recompile
+    optimizer = torch.optim.AdamW(model.parameters(), lr=torch.tensor(args.learning_rate), weight_decay=args.weight_decay, fused=True)
     warmup = args.warmup_steps if args.warmup_steps is not None else max(1, args.total_steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup)))
+    update_step = data.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
     policy = ContextPolicy(model, normalizer, K, rtg_scale)
     eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
     hyperparameters = asdict(args) | {"rtg_scale": rtg_scale, "target_returns": tuple(target_returns)}
@@ -305,7 +311,7 @@ def main(args: Args) -> dict:
         for step in progress:
             model.train()
             batch = sample_windows(train_windows, episode_start, train_returns_to_go, args.batch_size, K)
-            loss = update(model, optimizer, scheduler, batch, args.grad_clip)
+            loss = update_step(model, optimizer, scheduler, batch, args.grad_clip)
 
             if step % args.log_every == 0 or step == args.total_steps:
                 loss = loss.item()  # the only host sync, once per log_every updates

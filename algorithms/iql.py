@@ -38,6 +38,10 @@ class Args:
     """auto (CUDA when present), cpu, cuda or cuda:N"""
     threads: int = 1
     """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
+    compile: bool = False
+    """speed: torch.compile the update step (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
+    cudagraphs: bool = False
+    """speed, CUDA only: also replay the compiled update as CUDA graphs (torch.compile's reduce-overhead mode)"""
     total_steps: int = 10_000
     """gradient updates (the paper uses 1_000_000 on D4RL)"""
     batch_size: int = 256
@@ -266,10 +270,12 @@ def main(args: Args) -> dict:
     target_critic = copy.deepcopy(critic).requires_grad_(False)
     value = ValueNetwork(obs_dim, args.hidden_dim).to(device)
     optimizers = {
-        "actor": torch.optim.Adam(actor.parameters(), lr=args.actor_lr),
-        "critic": torch.optim.Adam(critic.parameters(), lr=args.critic_lr),
-        "value": torch.optim.Adam(value.parameters(), lr=args.value_lr),
+        # fused: one kernel per step; the actor lr a tensor, so the cosine schedule never makes --compile recompile
+        "actor": torch.optim.Adam(actor.parameters(), lr=torch.tensor(args.actor_lr), fused=True),
+        "critic": torch.optim.Adam(critic.parameters(), lr=args.critic_lr, fused=True),
+        "value": torch.optim.Adam(value.parameters(), lr=args.value_lr, fused=True),
     }
+    update_step = data.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
     scheduler = None
     if args.cosine_actor_lr:
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizers["actor"], args.total_steps)
@@ -304,7 +310,7 @@ def main(args: Args) -> dict:
     progress = tqdm(range(first_step, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
     with data.GracefulInterrupt() as interrupt:
         for step in progress:
-            metrics = update(actor, critic, target_critic, value, optimizers, train_batches.sample(args.batch_size), args)
+            metrics = update_step(actor, critic, target_critic, value, optimizers, train_batches.sample(args.batch_size), args)
             if scheduler is not None:
                 scheduler.step()
 

@@ -41,6 +41,10 @@ class Args:
     """auto (CUDA when present), cpu, cuda or cuda:N"""
     threads: int = 1
     """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
+    compile: bool = False
+    """speed: torch.compile the update step (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
+    cudagraphs: bool = False
+    """speed, CUDA only: also replay the compiled update as CUDA graphs (torch.compile's reduce-overhead mode)"""
     total_steps: int = 10_000
     """gradient updates of each network, all three side by side (use ~1_000_000 on D4RL)"""
     batch_size: int = 256
@@ -265,9 +269,10 @@ def main(args: Args) -> dict:
     critic = Critics(obs_dim, act_dim, args.hidden_dim, args.num_critics).to(device)
     target_critic = copy.deepcopy(critic).requires_grad_(False)
     optimizers = {
-        name: torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+        name: torch.optim.Adam(model.parameters(), lr=args.learning_rate, fused=True)  # fused: one kernel per step
         for name, model in (("behaviour", behaviour), ("actor", actor), ("critic", critic))
     }
+    update_step = data.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
     if args.improvement == "easy_bcq":
         act = lambda obs: easy_bcq_action(target_critic, behaviour, obs, args.num_action_samples)  # noqa: E731
     else:
@@ -300,7 +305,7 @@ def main(args: Args) -> dict:
     progress = tqdm(range(first_step, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
     with data.GracefulInterrupt() as interrupt:
         for step in progress:
-            metrics = update(behaviour, actor, critic, target_critic, optimizers, train_batches.sample(args.batch_size), args)
+            metrics = update_step(behaviour, actor, critic, target_critic, optimizers, train_batches.sample(args.batch_size), args)
 
             if step % args.log_every == 0 or step == args.total_steps:
                 metrics = {name: number.item() for name, number in metrics.items()}  # the only host sync

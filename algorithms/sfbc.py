@@ -45,6 +45,10 @@ class Args:
     """auto (CUDA when present), cpu, cuda or cuda:N"""
     threads: int = 1
     """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
+    compile: bool = False
+    """speed: torch.compile the update step (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
+    cudagraphs: bool = False
+    """speed, CUDA only: also replay the compiled update as CUDA graphs (torch.compile's reduce-overhead mode)"""
     total_steps: int = 20_000
     """gradient updates, each one value update and one actor update (OGBench uses 1_000_000)"""
     batch_size: int = 256
@@ -262,8 +266,11 @@ def main(args: Args) -> dict:
     critic_target.load_state_dict(critic.state_dict())
     value_net = mlp(obs_dim, args.hidden_dim, 1, args.layer_norm).to(device)
     actor = Actor(obs_dim, act_dim, args.hidden_dim, dataset.action_space.low, dataset.action_space.high).to(device)
-    value_optimizer = torch.optim.Adam([*critic.parameters(), *value_net.parameters()], lr=args.learning_rate)
-    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate)
+    value_optimizer = torch.optim.Adam([*critic.parameters(), *value_net.parameters()], lr=args.learning_rate, fused=True)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True)
+    # speed options (off = eager): both update steps through torch.compile, or CUDA graphs
+    value_step = data.compile_step(update_value, args.compile, args.cudagraphs, device)
+    actor_step = data.compile_step(update_actor, args.compile, args.cudagraphs, device)
     # the policies evaluated, by the suffix of their TensorBoard tags; the last one is the headline score
     policies = {f"_n{n}": lambda obs, n=n: sfbc_action(normalizer(obs), actor, critic, n) for n in args.num_samples}
     eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
@@ -294,8 +301,8 @@ def main(args: Args) -> dict:
     with data.GracefulInterrupt() as interrupt:
         for step in progress:
             value_batch, policy_batch = value_batches.sample(args.batch_size), policy_batches.sample(args.batch_size)
-            logs = update_value(value_batch, critic, critic_target, value_net, value_optimizer, args)
-            logs |= update_actor(policy_batch, actor, critic, value_net, actor_optimizer, args)
+            logs = value_step(value_batch, critic, critic_target, value_net, value_optimizer, args)
+            logs |= actor_step(policy_batch, actor, critic, value_net, actor_optimizer, args)
 
             if step % args.log_every == 0 or step == args.total_steps:
                 logs = {name: value.item() for name, value in logs.items()}  # the only host sync, once per log_every

@@ -34,6 +34,10 @@ class Args:
     """auto (CUDA when present), cpu, cuda or cuda:N"""
     threads: int = 1
     """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
+    compile: bool = False
+    """speed: torch.compile the update step (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
+    cudagraphs: bool = False
+    """speed, CUDA only: also replay the compiled update as CUDA graphs (torch.compile's reduce-overhead mode)"""
     total_steps: int = 10_000
     """gradient updates (the paper: 1_000_000 on D4RL)"""
     batch_size: int = 256
@@ -214,8 +218,9 @@ def main(args: Args) -> dict:
     critics = Critics(obs_dim, act_dim, args.hidden_dim, args.num_critics).to(device)
     actor_target = copy.deepcopy(actor).requires_grad_(False)
     critics_target = copy.deepcopy(critics).requires_grad_(False)
-    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.actor_lr)
-    critic_optimizer = torch.optim.Adam(critics.parameters(), lr=args.critic_lr)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.actor_lr, fused=True)  # fused: one kernel per step
+    critic_optimizer = torch.optim.Adam(critics.parameters(), lr=args.critic_lr, fused=True)
+    update_step = data.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
     policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, actions out
     eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
     # everything an exact continuation needs (the delayed actor update follows the step, which is saved too)
@@ -246,7 +251,7 @@ def main(args: Args) -> dict:
     with data.GracefulInterrupt() as interrupt:
         for step in progress:
             batch = train_batches.sample(args.batch_size)
-            logs |= update(
+            logs |= update_step(
                 step, args, actor, actor_target, critics, critics_target, actor_optimizer, critic_optimizer, batch
             )
 
