@@ -5,7 +5,7 @@
 Every evaluation of every run given (TensorBoard folders written by the algorithm scripts on a local-suite
 dataset) is one point: its normalised score against the policy's action MSE to the scripted expert on
 training states, validation states and the states the policy visited (mse/{train,valid,eval}_expert,
-plus mse/eval_expert_opex etc. where a test-time method logged one). The plot has one panel per MSE,
+and each tagged policy's own, e.g. OPEX's mse/eval_expert_beta0.1 with eval/normalized_score_beta0.1). The plot has one panel per MSE,
 the table the Pearson and Spearman correlation of score with each: "evaluation MSE tracks return far
 better than validation MSE" holds when the eval column is the most negative.
 """
@@ -40,13 +40,16 @@ def collect(run_dirs: list[str]) -> dict[str, np.ndarray]:
     for run_dir in run_dirs:
         events = EventAccumulator(run_dir, size_guidance={"scalars": 0}).Reload()
         tags = set(events.Tags()["scalars"])
-        if SCORE not in tags or not all(f"mse/{s}_expert" in tags for s in SPLITS):
-            continue
-        by_step = {key: {e.step: e.value for e in events.Scalars(tag)}
-                   for key, tag in [("score", SCORE)] + [(s, f"mse/{s}_expert") for s in SPLITS]}  # fmt: skip
-        for step in sorted(set.intersection(*(set(v) for v in by_step.values()))):
-            for key in points:
-                points[key].append(by_step[key][step])
+        # every evaluated policy of the run: the plain one (no suffix) and tagged ones (_beta0.1, _ttt, ...)
+        suffixes = [tag[len(SCORE):] for tag in tags if tag.startswith(SCORE)]
+        for suffix in suffixes:
+            if not all(f"mse/{s}_expert{suffix}" in tags for s in SPLITS):
+                continue
+            by_step = {key: {e.step: e.value for e in events.Scalars(tag)}
+                       for key, tag in [("score", SCORE + suffix)] + [(s, f"mse/{s}_expert{suffix}") for s in SPLITS]}  # fmt: skip
+            for step in sorted(set.intersection(*(set(v) for v in by_step.values()))):
+                for key in points:
+                    points[key].append(by_step[key][step])
     return {key: np.array(values) for key, values in points.items()}
 
 

@@ -100,16 +100,17 @@ def bar_chart(records: list[dict], path: str, metric: str = "normalized_score") 
     plt.close(figure)
 
 
-def write_readme(path: str, text: str) -> None:
+def write_readme(path: str, text: str, start: str = START, end: str = END) -> None:
+    """Replace what stands between the start and end markers of the file (atomically)."""
     with open(path) as f:
         readme = f.read()
-    if START not in readme or END not in readme:
-        raise ValueError(f"{path} has no '{START}' ... '{END}' markers to write the results between.")
-    head, rest = readme.split(START, 1)
-    tail = rest.split(END, 1)[1]
+    if start not in readme or end not in readme:
+        raise ValueError(f"{path} has no '{start}' ... '{end}' markers to write the results between.")
+    head, rest = readme.split(start, 1)
+    tail = rest.split(end, 1)[1]
     temporary = f"{path}.tmp"
     with open(temporary, "w") as f:
-        f.write(f"{head}{START}\n{text}\n{END}{tail}")
+        f.write(f"{head}{start}\n{text}\n{end}{tail}")
     os.replace(temporary, path)
 
 
