@@ -296,6 +296,7 @@ def main(args: Args) -> dict:
 
     scores, scores_by_policy, start_time, eval_seconds = [], {suffix: [] for suffix in policies}, time.time(), 0.0
     progress = tqdm(range(first_step, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
+    step = first_step - 1  # the last update done (a resumed run may have none left)
     with data.GracefulInterrupt() as interrupt:
         for step in progress:
             value_batch, policy_batch = value_batches.sample(args.batch_size), policy_batches.sample(args.batch_size)

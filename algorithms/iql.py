@@ -308,6 +308,7 @@ def main(args: Args) -> dict:
 
     scores, start_time, eval_seconds = [], time.time(), 0.0
     progress = tqdm(range(first_step, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
+    step = first_step - 1  # the last update done (a resumed run may have none left)
     with data.GracefulInterrupt() as interrupt:
         for step in progress:
             metrics = update_step(actor, critic, target_critic, value, optimizers, train_batches.sample(args.batch_size), args)

@@ -8,6 +8,8 @@ along the frozen Q function's gradient when acting, with no change to training:
 the plain policy, whose score and MSEs are the untagged eval/normalized_score and mse/*_expert.
 The policy and Q are either trained here, exactly as ddpg_bc.py does (below, `diff ddpg_bc.py opex.py`), or
 loaded from a checkpoint of ddpg_bc.py or awr.py (--checkpoint; the networks are the same classes).
+Two checkpoint flags: --checkpoint PATH skips training and only evaluates that trained policy with OPEX;
+--resume PATH continues a training run of this script where its checkpoint.pt left it (as in ddpg_bc.py).
 
 Training, as in ddpg_bc.py: a value learner (--value iql|sarsa) and DDPG+BC policy extraction,
     max_pi E_{(s,a)~D} [ Q(s, mu(s)) / stopgrad(mean |Q|) + alpha log pi(a|s) ]   (Q term normalised as OGBench)
@@ -56,6 +58,10 @@ class Args:
     """auto (CUDA when present), cpu, cuda or cuda:N"""
     threads: int = 1
     """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
+    compile: bool = False
+    """speed: torch.compile the update step (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
+    cudagraphs: bool = False
+    """speed, CUDA only: also replay the compiled update as CUDA graphs (torch.compile's reduce-overhead mode)"""
     total_steps: int = 20_000
     """gradient updates, each one value update and one actor update (OGBench uses 1_000_000)"""
     batch_size: int = 256
@@ -100,13 +106,17 @@ class Args:
     """experiment name, part of the run name"""
     checkpoint: str | None = None
     """evaluate this checkpoint.pt of ddpg_bc.py or awr.py (--save-model) instead of training; its dataset,
-    data and network flags and seed replace these (CHECKPOINT_ARGS)"""
+    data and network flags and seed replace these (CHECKPOINT_ARGS). To continue training, use --resume"""
     betas: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3)
     """OPEX step sizes beta, all evaluated in each evaluation (0, the plain policy, is always added)"""
     normalize_gradient: bool = False
     """step along grad_a Q / ||grad_a Q|| (beta is then the step length in action units)"""
     save_model: bool = False
     """write run_dir/<run name>/checkpoint.pt (actor, critics, value net, normaliser) at the end"""
+    checkpoint_every: int = 0
+    """also write the checkpoint every this many updates (0 = never); Ctrl-C always writes one"""
+    resume: str | None = None
+    """continue the training run saved in this checkpoint.pt of opex.py (same run folder, TensorBoard continues)"""
     progress: bool = True
     """show a progress bar (--no-progress for logs and CI)"""
     track: bool = False
@@ -278,6 +288,8 @@ def load_pretrained(path: str, device: torch.device) -> dict:
 def main(args: Args) -> dict:
     if args.total_steps <= 0 or args.batch_size <= 0:
         raise ValueError("--total-steps and --batch-size must be positive integers.")
+    if args.checkpoint and args.resume:
+        raise ValueError("--checkpoint evaluates a trained policy, --resume continues a training run: pass only one.")
     device = data.resolve_device(args.device)
     pretrained = load_pretrained(args.checkpoint, device) if args.checkpoint else None
     if pretrained is not None:
@@ -288,7 +300,8 @@ def main(args: Args) -> dict:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     run_name = f"{args.dataset.replace('/', '_')}__{args.exp_name}_{args.value}__{args.seed}__{int(time.time())}"
-    run_path = os.path.join(args.run_dir, run_name)
+    run_path = os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join(args.run_dir, run_name)
+    checkpoint_path = os.path.join(run_path, "checkpoint.pt")
 
     # data: episodes split into train/validation; value and policy data are nested prefixes of train
     dataset = data.load_dataset(args.dataset)
@@ -317,14 +330,31 @@ def main(args: Args) -> dict:
     critic_target.load_state_dict(critic.state_dict())
     value_net = mlp(obs_dim, args.hidden_dim, 1, args.layer_norm).to(device)
     actor = Actor(obs_dim, act_dim, args.hidden_dim, dataset.action_space.low, dataset.action_space.high).to(device)
-    value_optimizer = torch.optim.Adam([*critic.parameters(), *value_net.parameters()], lr=args.learning_rate)
-    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate)
-    if pretrained is not None:
-        for name, net in (("actor", actor), ("critic", critic), ("critic_target", critic_target), ("value", value_net)):
-            net.load_state_dict(pretrained["models"][name])
+    value_optimizer = torch.optim.Adam([*critic.parameters(), *value_net.parameters()], lr=args.learning_rate, fused=True)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True)
+    # speed options (off = eager): both update steps through torch.compile, or CUDA graphs
+    value_step = data.compile_step(update_value, args.compile, args.cudagraphs, device)
+    actor_step = data.compile_step(update_actor, args.compile, args.cudagraphs, device)
     # the policies evaluated, one per beta; beta = 0 (the plain policy) is the headline score
     policies = {beta: OpexPolicy(actor, critic, normalizer, beta, args.normalize_gradient) for beta in betas}
     eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
+    models = {"actor": actor, "critic": critic, "critic_target": critic_target, "value": value_net,
+              "actor_optimizer": actor_optimizer, "value_optimizer": value_optimizer}  # fmt: skip
+
+    def save(step: int) -> None:  # everything an exact continuation needs
+        state_dicts = {name: model.state_dict() for name, model in models.items()}
+        data.save_checkpoint(checkpoint_path, "opex", asdict(args), step, state_dicts, normalizer)
+
+    first_step = 1
+    if args.resume:
+        state = data.load_checkpoint(args.resume, "opex", device, dataset_id=args.dataset)
+        for name, model in models.items():
+            model.load_state_dict(state["models"][name])
+        data.set_rng_state(state["rng"])  # the batches drawn after the checkpoint are the ones a straight run draws
+        first_step = state["step"] + 1
+    if pretrained is not None:  # --checkpoint: the trained networks, evaluated as they are (no optimizer steps)
+        for name in ("actor", "critic", "critic_target", "value"):
+            models[name].load_state_dict(pretrained["models"][name])
 
     writer = SummaryWriter(data.writable_run_dir(run_path))
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
@@ -361,46 +391,50 @@ def main(args: Args) -> dict:
         progress.set_postfix(plain=f"{plain.normalized_mean:.1f}", best=f"{scores_by_beta[best][-1]:.1f} beta {best:g}")
         return plain
 
-    start_time = time.time()
+    start_time, eval_seconds = time.time(), 0.0
     train_steps = 0 if pretrained is not None else args.total_steps  # --checkpoint: evaluate only
-    progress = tqdm(range(1, train_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
-    for step in progress:
-        value_batch, policy_batch = value_batches.sample(args.batch_size), policy_batches.sample(args.batch_size)
-        logs = update_value(value_batch, critic, critic_target, value_net, value_optimizer, args)
-        logs |= update_actor(policy_batch, actor, critic, value_net, actor_optimizer, args)
+    step = first_step - 1  # the last update done
+    progress = tqdm(range(first_step, train_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
+    with data.GracefulInterrupt() as interrupt:
+        for step in progress:
+            value_batch, policy_batch = value_batches.sample(args.batch_size), policy_batches.sample(args.batch_size)
+            logs = value_step(value_batch, critic, critic_target, value_net, value_optimizer, args)
+            logs |= actor_step(policy_batch, actor, critic, value_net, actor_optimizer, args)
 
-        if step % args.log_every == 0 or step == args.total_steps:
-            logs = {name: value.item() for name, value in logs.items()}  # the only host sync, once per log_every
-            for name, value in logs.items():
-                if not np.isfinite(value):
-                    raise FloatingPointError(f"losses/{name} became {value} at step {step}: lower --learning-rate.")
-                writer.add_scalar(f"losses/{name}", value, step)
-            writer.add_scalar("charts/updates_per_s", step / (time.time() - start_time), step)
-            if len(valid) > 0:
-                critic_loss, value_loss = value_losses(valid_batch, critic, critic_target, value_net, args)
-                writer.add_scalar("valid/critic_loss", critic_loss.item(), step)
-                writer.add_scalar("valid/value_loss", value_loss.item(), step)
-                with torch.no_grad():
-                    action_mse = ((actor(valid_batch.observations) - valid.actions) ** 2).mean()  # the actor's mean
-                    writer.add_scalar("valid/action_mse", action_mse.item(), step)
+            if step % args.log_every == 0 or step == args.total_steps:
+                logs = {name: value.item() for name, value in logs.items()}  # the only host sync, once per log_every
+                data.check_finite({f"losses/{name}": value for name, value in logs.items()}, step, checkpoint_path)
+                for name, value in logs.items():
+                    writer.add_scalar(f"losses/{name}", value, step)
+                writer.add_scalar("charts/updates_per_s", (step - first_step + 1) / (time.time() - start_time - eval_seconds), step)
+                if len(valid) > 0:
+                    critic_loss, value_loss = value_losses(valid_batch, critic, critic_target, value_net, args)
+                    writer.add_scalar("valid/critic_loss", critic_loss.item(), step)
+                    writer.add_scalar("valid/value_loss", value_loss.item(), step)
+                    with torch.no_grad():
+                        action_mse = ((actor(valid_batch.observations) - valid.actions) ** 2).mean()  # the actor's mean
+                        writer.add_scalar("valid/action_mse", action_mse.item(), step)
 
-        if step % args.eval_every == 0 and step != args.total_steps:
-            run_evaluation(step)
-    result = run_evaluation(args.total_steps)  # the final evaluation (the only one with --checkpoint)
+            if step % args.eval_every == 0 or step == args.total_steps:
+                eval_start = time.time()
+                result = run_evaluation(step)
+                eval_seconds += time.time() - eval_start
 
-    updates_per_s = train_steps / (time.time() - start_time)
-    if args.save_model and pretrained is None:
-        data.save_checkpoint(
-            os.path.join(run_path, "checkpoint.pt"), algorithm="opex", args=asdict(args), step=args.total_steps,
-            models={
-                "actor": actor.state_dict(), "critic": critic.state_dict(), "critic_target": critic_target.state_dict(),
-                "value": value_net.state_dict(), "actor_optimizer": actor_optimizer.state_dict(),
-                "value_optimizer": value_optimizer.state_dict(),
-            },
-            normalizer=normalizer,
-        )  # fmt: skip
+            if (args.checkpoint_every and step % args.checkpoint_every == 0) or (args.save_model and step == args.total_steps):
+                save(step)
+            if interrupt.requested:
+                save(step)
+                print(f"interrupted at step {step}; resume with: python algorithms/opex.py --resume {checkpoint_path} "
+                      f"--dataset {args.dataset} --total-steps {args.total_steps}")  # fmt: skip
+                break
+    if pretrained is not None:
+        result = run_evaluation(args.total_steps)  # the only evaluation with --checkpoint
+
+    updates_per_s = (step - first_step + 1) / (time.time() - start_time - eval_seconds)
     eval_envs.close()
     writer.close()
+    if not scores:
+        return {"normalized_score": float("nan"), "scores": [], "updates_per_s": updates_per_s, "run_path": run_path}
     best_beta = max(betas, key=lambda b: scores_by_beta[b][-1])
     print(
         f"{args.dataset} opex({args.value}) seed {args.seed}: normalized score {scores[-1]:.1f} plain, "
@@ -409,7 +443,7 @@ def main(args: Args) -> dict:
     )
     return {
         "normalized_score": scores[-1], "scores": scores, "scores_by_beta": scores_by_beta, "grad_norms": grad_norms,
-        "best_beta": best_beta, "updates_per_s": updates_per_s, "run_path": run_path,
+        "best_beta": best_beta, **{f"normalized_score_beta{b:g}": scores_by_beta[b][-1] for b in betas}, "updates_per_s": updates_per_s, "run_path": run_path,
     }  # fmt: skip
 
 

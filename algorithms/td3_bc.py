@@ -248,6 +248,7 @@ def main(args: Args) -> dict:
 
     scores, logs, start_time, eval_seconds = [], {}, time.time(), 0.0
     progress = tqdm(range(first_step, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
+    step = first_step - 1  # the last update done (a resumed run may have none left)
     with data.GracefulInterrupt() as interrupt:
         for step in progress:
             batch = train_batches.sample(args.batch_size)

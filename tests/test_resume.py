@@ -29,6 +29,9 @@ TINY = {  # tiny networks, and every option on that adds state to carry over (sc
     "awr": dict(hidden_dim=16),
     "ddpg_bc": dict(hidden_dim=16),
     "sfbc": dict(hidden_dim=16, num_samples=(2,)),
+    # train as ddpg_bc.py does, test-time improvement on top
+    "opex": dict(hidden_dim=16, betas=(0.1,)),
+    "ttt": dict(hidden_dim=16, ttt_steps=1, ttt_batch_size=8),
 }
 KILL_STEPS = {"td3_bc": 1200, "iql": 600, "dt": 300}  # ~1 s each; the kill must land before the run ends
 
@@ -85,6 +88,9 @@ def test_resumed_run_ends_with_the_straight_runs_tensors(script, local_dataset, 
     resumed = data.load_checkpoint(str(mid), script)
     assert expected["step"] == resumed["step"] == total
     assert_identical(expected["models"], resumed["models"])
+    finished = module.main(module.Args(resume=str(mid), **args))  # nothing left to do: no update, no error
+    assert finished["updates_per_s"] == 0
+    assert_identical(resumed["models"], data.load_checkpoint(str(mid), script)["models"])
 
 
 @pytest.mark.parametrize("script", KILL_STEPS)
@@ -125,4 +131,5 @@ def bc_checkpoint(local_dataset, tmp_path_factory):
 def test_checkpoint_of_another_algorithm_is_refused(script, bc_checkpoint):
     module = importlib.import_module(script)
     with pytest.raises(ValueError, match=f"was written by bc, not {script}: load it with algorithms/bc.py"):
-        module.main(module.Args(dataset="pendulum/medium-v0", resume=bc_checkpoint, total_steps=10, **FAST, **TINY[script]))
+        module.main(module.Args(dataset="pendulum/medium-v0", resume=bc_checkpoint, total_steps=10, **FAST,
+                                **TINY[script]))  # fmt: skip

@@ -2,11 +2,19 @@
 
 Unit checks of the OPEX step on hand-made Q functions with a known gradient, of TTT's parameter updates
 (none at learning rate 0, a higher frozen Q on the visited states otherwise), smoke runs of both scripts,
-and both scripts on checkpoints written by ddpg_bc.py and awr.py (the same network classes).
+both scripts on checkpoints written by ddpg_bc.py and awr.py (the same network classes), and the training
+phase's reliability, ddpg_bc.py's mechanism (exact --resume is checked with the other scripts in test_resume.py).
 """
 
+import dataclasses
+import glob
 import inspect
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -18,6 +26,7 @@ import data
 import ddpg_bc
 import opex
 import ttt
+from test_reliability import ROOT
 
 DATASET = "pendulum/medium-v0"  # 3-d observations, actions in [-2, 2], a scripted expert
 TINY = dict(total_steps=200, batch_size=64, hidden_dim=32, eval_every=200, eval_episodes=2, log_every=100, progress=False)
@@ -176,3 +185,49 @@ def test_checkpoint_is_evaluated_without_training(trainer, local_dataset, run_di
     data.save_checkpoint(other, "bc", {"dataset": DATASET}, 0, {}, data.Normalizer.identity(3))
     with pytest.raises(ValueError, match="is not one of ddpg_bc, awr"):
         opex.main(opex.Args(checkpoint=other, run_dir=run_dir, progress=False))
+    # --checkpoint evaluates a trained policy, --resume continues training: never both
+    for module in (opex, ttt):
+        with pytest.raises(ValueError, match="--checkpoint evaluates a trained policy, --resume continues"):
+            module.main(module.Args(resume=checkpoint, **common))
+
+
+@pytest.mark.parametrize("module", [opex, ttt])
+def test_nan_loss_stops_with_name_and_step_and_keeps_last_checkpoint(module, local_dataset, run_dir, monkeypatch):
+    real_update, calls = module.update_value, []
+
+    def update_on_poisoned_data(batch, *args):  # a NaN reward in every batch from update 150 on
+        calls.append(1)
+        if len(calls) >= 150:
+            batch = dataclasses.replace(batch, rewards=torch.full_like(batch.rewards, float("nan")))
+        return real_update(batch, *args)
+
+    monkeypatch.setattr(module, "update_value", update_on_poisoned_data)
+    args = {**TINY, "total_steps": 400, "eval_every": 400, "checkpoint_every": 100}
+    message = r"losses/critic_loss became nan at step 200.*last good checkpoint is .*checkpoint.pt"
+    with pytest.raises(FloatingPointError, match=message):
+        module.main(module.Args(dataset=local_dataset(DATASET), run_dir=run_dir, **args))
+    (run_folder,) = os.listdir(run_dir)
+    checkpoint = data.load_checkpoint(os.path.join(run_dir, run_folder, "checkpoint.pt"), module.__name__)
+    assert checkpoint["step"] == 100
+    assert all(torch.isfinite(p).all() for p in checkpoint["models"]["critic"].values())  # the good one, not NaN
+
+
+@pytest.mark.parametrize("script", ["opex", "ttt"])
+def test_ctrl_c_checkpoints_and_prints_the_resume_command(script, local_dataset, run_dir):
+    command = [sys.executable, os.path.join(ROOT, "algorithms", f"{script}.py"), "--run-dir", run_dir, "--no-progress",
+               "--dataset", local_dataset(DATASET), "--batch-size", "32", "--hidden-dim", "16", "--eval-episodes", "1",
+               "--total-steps", "10000000", "--eval-every", "10000000", "--log-every", "50"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not glob.glob(os.path.join(run_dir, "*", "events.*")):  # training starts once TensorBoard's file is there
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.01)
+    time.sleep(1.0)  # let it train a little
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr[-2000:]
+    assert f"resume with: python algorithms/{script}.py --resume" in stdout
+    checkpoint = stdout.split("--resume ")[1].split()[0]
+    assert 0 < data.load_checkpoint(checkpoint, script, dataset_id=DATASET)["step"] < 10_000_000
+    module = {"opex": opex, "ttt": ttt}[script]  # the checkpoint continues only on the dataset it was trained on
+    with pytest.raises(ValueError, match=f"was trained on {DATASET}, not pendulum/mixed-v0: pass --dataset {DATASET}"):
+        module.main(module.Args(dataset=local_dataset("pendulum/mixed-v0"), resume=checkpoint, **TINY))
