@@ -16,7 +16,6 @@ updates, not the papers' million) and stated in every report.
 """
 
 import glob
-import json
 import os
 from dataclasses import dataclass
 from typing import Literal

@@ -10,7 +10,6 @@ import sys
 import time
 from dataclasses import dataclass
 
-import minari
 import numpy as np
 import tyro
 

@@ -1,5 +1,6 @@
 """Resume exactly, fail clearly, lose nothing (bc.py carries the mechanism the other scripts copy)."""
 
+import glob
 import os
 import signal
 import subprocess
@@ -93,20 +94,25 @@ def test_checkpoint_of_another_dataset_is_refused(local_dataset, run_dir):
         bc.main(bc.Args(dataset=local_dataset("pendulum/expert-v0"), resume=checkpoint, total_steps=40, **FAST))
 
 
-def test_ctrl_c_checkpoints_and_prints_the_resume_command(local_dataset, run_dir):
-    local_dataset("pendulum/medium-v0")
-    process = subprocess.Popen(cli(run_dir, "--total-steps", "10000000", "--eval-every", "10000000", "--log-every", "50"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    while not (os.path.isdir(run_dir) and os.listdir(run_dir) and os.listdir(os.path.join(run_dir, os.listdir(run_dir)[0]))):
+def interrupt_training(command: list[str], run_dir: str, script: str) -> str:
+    """Start a (practically endless) training run, Ctrl-C it once it trains, and return the checkpoint it printed."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not glob.glob(os.path.join(run_dir, "*", "events.*")):  # training starts once TensorBoard's file is there
         assert process.poll() is None, process.communicate()
         time.sleep(0.01)
     time.sleep(1.0)  # let it train a little
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr[-2000:]
-    assert "resume with: python algorithms/bc.py --resume" in stdout
+    assert f"resume with: python algorithms/{script}.py --resume" in stdout
     checkpoint = stdout.split("--resume ")[1].split()[0]
-    assert 0 < data.load_checkpoint(checkpoint, "bc")["step"] < 10_000_000
+    assert 0 < data.load_checkpoint(checkpoint, script)["step"] < 10_000_000
+    return checkpoint
+
+
+def test_ctrl_c_checkpoints_and_prints_the_resume_command(local_dataset, run_dir):
+    local_dataset("pendulum/medium-v0")
+    interrupt_training(cli(run_dir, "--total-steps", "10000000", "--eval-every", "10000000", "--log-every", "50"), run_dir, "bc")
 
 
 def test_unwritable_run_dir_is_named_with_the_fix(local_dataset, tmp_path):

@@ -7,14 +7,10 @@ phase's reliability, ddpg_bc.py's mechanism (exact --resume is checked with the 
 """
 
 import dataclasses
-import glob
 import inspect
 import math
 import os
-import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -26,7 +22,7 @@ import data
 import ddpg_bc
 import opex
 import ttt
-from test_reliability import ROOT
+from test_reliability import ROOT, interrupt_training
 
 DATASET = "pendulum/medium-v0"  # 3-d observations, actions in [-2, 2], a scripted expert
 TINY = dict(total_steps=200, batch_size=64, hidden_dim=32, eval_every=200, eval_episodes=2, log_every=100, progress=False)
@@ -217,17 +213,7 @@ def test_ctrl_c_checkpoints_and_prints_the_resume_command(script, local_dataset,
     command = [sys.executable, os.path.join(ROOT, "algorithms", f"{script}.py"), "--run-dir", run_dir, "--no-progress",
                "--dataset", local_dataset(DATASET), "--batch-size", "32", "--hidden-dim", "16", "--eval-episodes", "1",
                "--total-steps", "10000000", "--eval-every", "10000000", "--log-every", "50"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while not glob.glob(os.path.join(run_dir, "*", "events.*")):  # training starts once TensorBoard's file is there
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.01)
-    time.sleep(1.0)  # let it train a little
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 0, stderr[-2000:]
-    assert f"resume with: python algorithms/{script}.py --resume" in stdout
-    checkpoint = stdout.split("--resume ")[1].split()[0]
-    assert 0 < data.load_checkpoint(checkpoint, script, dataset_id=DATASET)["step"] < 10_000_000
+    checkpoint = interrupt_training(command, run_dir, script)
     module = {"opex": opex, "ttt": ttt}[script]  # the checkpoint continues only on the dataset it was trained on
     with pytest.raises(ValueError, match=f"was trained on {DATASET}, not pendulum/mixed-v0: pass --dataset {DATASET}"):
         module.main(module.Args(dataset=local_dataset("pendulum/mixed-v0"), resume=checkpoint, **TINY))
