@@ -8,9 +8,24 @@ Each run is `main(tyro.cli(Args, args=flags))` of algorithms/<script>.py in its 
 (one torch thread), its stdout/stderr in <logs>/<run id>.log. A rerun skips every run already in the
 results file, so an interrupted sweep resumes where it stopped; a run that raises is recorded as
 failed with the tail of its error, and the sweep goes on.
+
+With `--backend ray` each run is a Ray task (one CPU each, so Ray schedules them over the cluster);
+records are still appended here, on the driver, as runs finish. Without `--address` Ray starts on this
+machine; with one it joins a running cluster and ships this checkout to it (runtime_env working_dir,
+without outputs, runs and datasets):
+
+    ray start --head   # then `ray start --address <head>:6379` on every other node
+    python benchmarks/sweep.py --scripts bc --datasets pendulum/medium-v0 --seeds 0 1 2 \
+        --backend ray --address auto   # or ray://<head>:10001 from outside the cluster
+
+(with Ray's token authentication on, a ray:// client also needs RAY_AUTH_MODE=token and the cluster's token).
+
+On a cluster the logs and TensorBoard runs are written on the worker nodes (at the absolute paths of
+--logs/--run-dir), and each node needs the datasets (its own MINARI_DATASETS_PATH, or downloads them).
 """
 
 import contextlib
+import dataclasses
 import functools
 import importlib
 import itertools
@@ -22,11 +37,14 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
+from typing import Iterator, Literal
 
 import tyro
 from tqdm import tqdm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# not shipped to a Ray cluster (its working_dir has a size limit; Ray also skips .git and .gitignore'd files)
+EXCLUDES = ["runs", "wandb", "datasets", "benchmarks/out", "*.pt", "*.hdf5"]
 
 
 @dataclass
@@ -42,13 +60,17 @@ class SweepArgs:
     flags: tuple[str, ...] = ()
     """fixed flags as name=value for every run, e.g. total_steps=10000"""
     workers: int = 1
-    """parallel worker processes (each pinned to one torch thread)"""
+    """parallel worker processes (each pinned to one torch thread) of the local backend"""
     results: str = "benchmarks/results/runs.jsonl"
     """JSON-lines file every finished run is appended to (and read to skip finished runs)"""
     logs: str = "benchmarks/out/logs"
     """folder for each run's stdout/stderr"""
     run_dir: str = "benchmarks/out/runs"
     """TensorBoard run folder passed to every run"""
+    backend: Literal["local", "ray"] = "local"
+    """where runs execute: a pool of --workers processes here, or Ray tasks of one CPU each"""
+    address: str | None = None
+    """Ray cluster to join (auto, ray://<head>:10001); None: ray.init()'s default, Ray on this machine"""
 
 
 def expand(args: SweepArgs) -> list[dict]:
@@ -82,7 +104,8 @@ def run_one(config: dict, logs: str, run_dir: str) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    sys.path.insert(0, os.path.join(ROOT, "algorithms"))
+    # on a Ray cluster the code is the shipped checkout, the worker's working directory (SWEEP_ROOT=.)
+    sys.path.insert(0, os.path.join(os.environ.get("SWEEP_ROOT", ROOT), "algorithms"))
     os.makedirs(logs, exist_ok=True)
     cli = ["--dataset", config["dataset"], "--seed", str(config["seed"]), "--no-progress", "--run-dir", run_dir]
     for name, value in config["flags"].items():
@@ -92,7 +115,7 @@ def run_one(config: dict, logs: str, run_dir: str) -> dict:
         else:
             cli += [f"--{flag}", *value.split()]
     start = time.time()
-    record = dict(config, commit=git_commit())
+    record = dict(config)
     log_path = os.path.join(logs, f"{config['id']}.log")
     with open(log_path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
@@ -114,16 +137,51 @@ def run_one(config: dict, logs: str, run_dir: str) -> dict:
     return record
 
 
+def run_local(todo: list[dict], args: SweepArgs) -> Iterator[dict]:
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch/OpenMP state shared
+    with context.Pool(args.workers, maxtasksperchild=1) as pool:
+        yield from pool.imap_unordered(functools.partial(run_one, logs=args.logs, run_dir=args.run_dir), todo)
+
+
+def run_ray(todo: list[dict], args: SweepArgs) -> Iterator[dict]:
+    try:
+        import ray
+    except ImportError as error:
+        message = '--backend ray needs Ray: pip install "ray[default]" (or plain `ray`, enough on one machine)'
+        raise ImportError(message) from error
+    started = not ray.is_initialized()  # a caller (a test, a notebook) may have started Ray itself
+    if started:
+        ship = {"working_dir": ROOT, "excludes": EXCLUDES, "env_vars": {"SWEEP_ROOT": "."}} if args.address else None
+        ray.init(address=args.address, runtime_env=ship)  # locally the workers share this filesystem
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not find benchmarks/
+    # one CPU per run, a fresh worker process per run (as maxtasksperchild=1 locally), one OpenMP thread
+    task = ray.remote(num_cpus=1, max_calls=1, runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})(run_one)
+    pending = {task.remote(run, args.logs, args.run_dir): run for run in todo}
+    try:
+        while pending:
+            [ref], _ = ray.wait(list(pending))
+            run = pending.pop(ref)
+            try:
+                yield ray.get(ref)
+            except ray.exceptions.RayError as error:  # the worker died (out of memory, node lost) past Ray's retries
+                yield dict(run, status="failed", error=f"{type(error).__name__}: {error}"[-2000:])
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def main(args: SweepArgs) -> list[dict]:
+    args = dataclasses.replace(args, logs=os.path.abspath(args.logs), run_dir=os.path.abspath(args.run_dir))
     runs = expand(args)
     done = finished_ids(args.results)
-    todo = [run for run in runs if run["id"] not in done]
+    commit = git_commit()  # the driver's checkout: the code every run executes, also on a cluster
+    todo = [dict(run, commit=commit) for run in runs if run["id"] not in done]
     print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} already in {args.results}, {len(todo)} to run")
     os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
     records = []
-    context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch/OpenMP state shared
-    with context.Pool(args.workers, maxtasksperchild=1) as pool, tqdm(total=len(todo), desc="sweep") as progress:
-        for record in pool.imap_unordered(functools.partial(run_one, logs=args.logs, run_dir=args.run_dir), todo):
+    backend = run_ray if args.backend == "ray" else run_local
+    with tqdm(total=len(todo), desc="sweep") as progress:
+        for record in backend(todo, args) if todo else ():
             with open(args.results, "a") as f:  # appended as each run finishes: an interrupted sweep loses nothing
                 f.write(json.dumps(record) + "\n")
             records.append(record)

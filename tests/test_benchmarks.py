@@ -1,6 +1,7 @@
 """benchmarks/sweep.py and benchmarks/report.py: resumable sweeps, failures recorded, tables from results."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -16,13 +17,27 @@ def read_lines(path):
         return [json.loads(line) for line in f]
 
 
-def test_grid_runs_once_records_failures_and_resumes(local_dataset, tmp_path):
+@pytest.fixture(params=["local", "ray"])
+def backend(request):
+    """The sweep backend under test; for ray, a 2-CPU local Ray instance whose workers see the test datasets."""
+    if request.param == "local":
+        yield "local"
+        return
+    import ray  # in requirements.txt: a missing ray fails this test, never skips it
+    env_vars = {"MINARI_DATASETS_PATH": os.environ["MINARI_DATASETS_PATH"]}
+    # "local": a new instance even where a Ray cluster already runs on this machine
+    ray.init("local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env_vars})
+    yield "ray"
+    ray.shutdown()
+
+
+def test_grid_runs_once_records_failures_and_resumes(backend, local_dataset, tmp_path):
     local_dataset("pendulum/medium-v0")
     results = str(tmp_path / "results.jsonl")
     args = sweep.SweepArgs(
         scripts=("bc",), datasets=("pendulum/medium-v0", "pendulum/no-such-v0"), seeds=(0,),
         grid=("top_fraction=1.0,0.5",), flags=TINY_FLAGS, workers=2, results=results,
-        logs=str(tmp_path / "logs"), run_dir=str(tmp_path / "runs"),
+        logs=str(tmp_path / "logs"), run_dir=str(tmp_path / "runs"), backend=backend,
     )  # fmt: skip
     records = sweep.main(args)
     assert len(records) == 4 and len(read_lines(results)) == 4  # 2 datasets x 2 fractions
