@@ -276,7 +276,8 @@ def main(args: Args) -> dict:
     K = args.context_length
     model = DecisionTransformer(obs_dim, act_dim, args, dataset.action_space.low, dataset.action_space.high).to(device)
     # fused: one kernel per step; lr a tensor, so the warm-up schedule never makes --compile recompile
-    optimizer = torch.optim.AdamW(model.parameters(), lr=torch.tensor(args.learning_rate), weight_decay=args.weight_decay, fused=True)
+    learning_rate = torch.tensor(args.learning_rate, device=device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=args.weight_decay, fused=True)
     warmup = args.warmup_steps if args.warmup_steps is not None else max(1, args.total_steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup)))
     update_step = data.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager

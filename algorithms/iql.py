@@ -271,7 +271,7 @@ def main(args: Args) -> dict:
     value = ValueNetwork(obs_dim, args.hidden_dim).to(device)
     optimizers = {
         # fused: one kernel per step; the actor lr a tensor, so the cosine schedule never makes --compile recompile
-        "actor": torch.optim.Adam(actor.parameters(), lr=torch.tensor(args.actor_lr), fused=True),
+        "actor": torch.optim.Adam(actor.parameters(), lr=torch.tensor(args.actor_lr, device=device), fused=True),
         "critic": torch.optim.Adam(critic.parameters(), lr=args.critic_lr, fused=True),
         "value": torch.optim.Adam(value.parameters(), lr=args.value_lr, fused=True),
     }
