@@ -15,7 +15,6 @@ names, "partly" when in some, "no" when in none. With --readme the claims table 
 updates, not the papers' million) and stated in every report.
 """
 
-import glob
 import os
 from dataclasses import dataclass
 from typing import Literal
@@ -163,7 +162,7 @@ def run_claim(claim: str, args: ClaimsArgs) -> tuple[str, str]:
         body = open(f"{prefix}.md").read()
     elif claim == "eval-mse":
         records = run_sweeps(claim, args)
-        run_dirs = glob.glob(os.path.join(args.work_dir, claim, "runs", "*"))
+        run_dirs = [r["extra"]["run_path"] for r in records if r.get("status") == "ok"]
         corr = mse_analysis.main(mse_analysis.AnalysisArgs(runs=tuple(run_dirs), out=prefix))
         wins = [corr["eval"][0] < corr["valid"][0] - 0.1, corr["eval"][1] < corr["valid"][1] - 0.1]  # both statistics
         result = verdict(wins), ("Pearson r of score with MSE on eval / valid / train states: "
@@ -175,7 +174,11 @@ def run_claim(claim: str, args: ClaimsArgs) -> tuple[str, str]:
         records = run_sweeps(claim, args)
         result = {"offline-rl-beats-bc": offline_rl_beats_bc, "stitching": stitching, "test-time": test_time}[claim](records)
         report.bar_chart(records, f"{prefix}.png")
-        body = report.table(records)
+        body = report.table(records) + f"\n\n![learning curves]({claim}_curves.png)"
+        try:
+            report.learning_curves(records, f"{prefix}_curves.png")
+        except ValueError as error:  # the TensorBoard folders are not on this machine: keep the committed curves
+            print(error)
         if claim == "test-time":
             body += "\n\nTest-time scores (OPEX at β 0.1, TTT at its defaults) are in the verdict above; the table shows the base policy."
     budgets = budget_lines(claim) if claim in SWEEPS else f"- `scaling_matrix.py` {MATRIX}, seeds {list(args.seeds[:2])}"

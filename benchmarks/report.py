@@ -2,6 +2,7 @@
 
     python benchmarks/report.py benchmarks/results/*.jsonl
     python benchmarks/report.py benchmarks/results/*.jsonl --readme README.md
+    python benchmarks/report.py benchmarks/results/claims/stitching.jsonl --plot bars.png --curves curves.png
 
 Rows are algorithm variants (script + the flags that differ between runs), columns are datasets,
 cells are the final normalised score as mean ± std (number of seeds). With --readme, the text
@@ -30,6 +31,8 @@ class ReportArgs:
     """which recorded score to tabulate (normalized_score or best_normalized_score)"""
     plot: str | None = None
     """also draw a bar chart (mean ± std per variant and dataset) of all results to this PNG"""
+    curves: str | None = None
+    """also draw learning curves (eval score against updates, from the runs' TensorBoard logs) to this PNG"""
 
 
 def load_records(paths) -> list[dict]:
@@ -40,6 +43,15 @@ def load_records(paths) -> list[dict]:
     return records
 
 
+def varying_flags(ok: list[dict]) -> set[str]:
+    """Flags that take more than one value within some script's runs: those name the variants."""
+    flag_values = defaultdict(set)
+    for r in ok:
+        for k, v in r["flags"].items():
+            flag_values[(r["script"], k)].add(v)
+    return {k for (_, k), values in flag_values.items() if len(values) > 1}
+
+
 def variant(record: dict, varying: set[str]) -> str:
     shown = [f"{k}={record['flags'][k]}" for k in sorted(varying) if k in record["flags"]]
     return record["script"] + (f" ({', '.join(shown)})" if shown else "")
@@ -48,11 +60,7 @@ def variant(record: dict, varying: set[str]) -> str:
 def table(records: list[dict], metric: str = "normalized_score") -> str:
     """One markdown table: variants x datasets, mean ± std (n seeds) of `metric`; failed runs counted apart."""
     ok = [r for r in records if r.get("status") == "ok"]
-    flag_values = defaultdict(set)
-    for r in ok:
-        for k, v in r["flags"].items():
-            flag_values[(r["script"], k)].add(v)
-    varying = {k for (_, k), values in flag_values.items() if len(values) > 1}
+    varying = varying_flags(ok)
     datasets = sorted({r["dataset"] for r in ok}, key=lambda d: (d.split("/")[0], d))
     cells, speeds = defaultdict(list), defaultdict(list)
     for r in ok:
@@ -81,7 +89,7 @@ def bar_chart(records: list[dict], path: str, metric: str = "normalized_score") 
     import matplotlib.pyplot as plt
 
     ok = [r for r in records if r.get("status") == "ok"]
-    varying = {k for r in ok for k in r["flags"] if len({x["flags"].get(k) for x in ok if x["script"] == r["script"]}) > 1}
+    varying = varying_flags(ok)
     datasets = sorted({r["dataset"] for r in ok})
     variants = sorted({variant(r, varying) for r in ok})
     width = 0.8 / max(len(variants), 1)
@@ -98,6 +106,43 @@ def bar_chart(records: list[dict], path: str, metric: str = "normalized_score") 
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)
+
+
+def learning_curves(records: list[dict], path: str, tag: str = "eval/normalized_score") -> dict:
+    """Mean ± std over seeds of `tag` against updates, read from each run's TensorBoard folder; a panel per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ok = [r for r in records if r.get("status") == "ok" and os.path.isdir(r.get("extra", {}).get("run_path", ""))]
+    if not ok:
+        raise ValueError(f"No finished run in these results has its TensorBoard folder here to draw {tag} from.")
+    varying = varying_flags(ok)
+    curves = defaultdict(list)  # (dataset, variant) -> one {step: value} per seed
+    for r in ok:
+        events = EventAccumulator(r["extra"]["run_path"], size_guidance={"scalars": 0}).Reload()
+        if tag in events.Tags()["scalars"]:
+            curves[(r["dataset"], variant(r, varying))].append({e.step: e.value for e in events.Scalars(tag)})
+    datasets = sorted({d for d, _ in curves})
+    drawn = {}  # (dataset, variant) -> (steps, mean over seeds)
+    figure, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.4), squeeze=False)
+    for axis, dataset in zip(axes[0], datasets):
+        for (d, v), seeds in sorted(curves.items()):
+            steps = sorted(set.intersection(*(set(c) for c in seeds))) if d == dataset else []
+            if steps:
+                values = np.array([[c[step] for step in steps] for c in seeds])
+                mean, std = values.mean(0), values.std(0)
+                drawn[(d, v)] = (steps, mean)
+                axis.plot(steps, mean, marker=".", label=f"{v} ({len(seeds)})")
+                axis.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        axis.set(title=dataset, xlabel="updates", ylabel=tag)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return drawn
 
 
 def write_readme(path: str, text: str, start: str = START, end: str = END) -> None:
@@ -122,6 +167,8 @@ def main(args: ReportArgs) -> str:
     text = "\n\n".join(sections)
     if args.plot:
         bar_chart(load_records(args.results), args.plot, args.metric)
+    if args.curves:
+        learning_curves(load_records(args.results), args.curves)
     if args.readme:
         write_readme(args.readme, text)
     print(text)

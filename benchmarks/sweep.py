@@ -107,6 +107,8 @@ def run_one(config: dict, logs: str, run_dir: str) -> dict:
     # on a Ray cluster the code is the shipped checkout, the worker's working directory (SWEEP_ROOT=.)
     sys.path.insert(0, os.path.join(os.environ.get("SWEEP_ROOT", ROOT), "algorithms"))
     os.makedirs(logs, exist_ok=True)
+    # a folder per run: variants of one seed started in the same second would share a run name otherwise
+    run_dir = os.path.join(run_dir, config["id"])
     cli = ["--dataset", config["dataset"], "--seed", str(config["seed"]), "--no-progress", "--run-dir", run_dir]
     for name, value in config["flags"].items():
         flag = name.replace("_", "-")
