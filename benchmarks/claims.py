@@ -116,7 +116,8 @@ def stitching(records: list[dict]) -> tuple[str, str]:
     iql = scores(records, "iql", STITCH_MAZE)
     baselines = {"BC": scores(records, "bc", STITCH_MAZE, top_fraction="1.0"),
                  "10% BC": scores(records, "bc", STITCH_MAZE, top_fraction="0.1"), "DT": scores(records, "dt", STITCH_MAZE)}  # fmt: skip
-    wins = [beats(iql, baseline) for baseline in baselines.values()]
+    # "succeed": ahead of every baseline, and reaching the goal at least half the time (a score of 50)
+    wins = [beats(iql, baseline) for baseline in baselines.values()] + [bool(iql) and np.mean(iql) >= 50]
     text = f"{STITCH_MAZE}: IQL {mean_std(iql)} vs " + ", ".join(f"{k} {mean_std(v)}" for k, v in baselines.items())
     if iql and np.mean(iql) < 50:
         text += " (IQL is ahead but far from solving the maze at this budget)"
