@@ -183,11 +183,15 @@ def run_claim(claim: str, args: ClaimsArgs) -> tuple[str, str]:
             print(error)
         if claim == "test-time":
             body += "\n\nTest-time scores (OPEX at β 0.1, TTT at its defaults) are in the verdict above; the table shows the base policy."
-    budgets = budget_lines(claim) if claim in SWEEPS else f"- `scaling_matrix.py` {MATRIX}, seeds {list(args.seeds[:2])}"
+    seeds = list(args.seeds[:2]) if claim == "ddpg-bc-vs-awr" else list(args.seeds)
+    budgets = budget_lines(claim) if claim in SWEEPS else (
+        f"- `scaling_matrix.py --dataset {MATRIX['dataset']} --value {MATRIX['value']} --fractions "
+        f"{' '.join(map(str, MATRIX['fractions']))} --flags {' '.join(MATRIX['flags'])}`; DDPG+BC at its default "
+        "alpha 1 and AWR at its default alpha 3, untuned (Park et al. tune both per task)")
     with open(f"{prefix}.md", "w") as f:
         f.write(f"# {TITLES[claim]}\n\n**Held: {result[0]}.** {result[1]}\n\n"
                 f"Command: `python benchmarks/claims.py {claim}`. Normalised scores, mean ± std over seeds "
-                f"{list(args.seeds)}, 2-core CPU, one torch thread per run. Budgets:\n{budgets}\n\n{body}\n\n![{claim}]({claim}.png)\n")  # fmt: skip
+                f"{seeds}, 2-core CPU, one torch thread per run. Budgets:\n{budgets}\n\n{body}\n\n![{claim}]({claim}.png)\n")  # fmt: skip
     print(f"{claim}: held {result[0]}: {result[1]}")
     return result
 

@@ -85,7 +85,8 @@ def main(args: AnalysisArgs) -> dict[str, tuple[float, float]]:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     figure.savefig(f"{args.out}.png", dpi=80)
     plt.close(figure)
-    lines = [f"{len(points['score'])} evaluations from {len(run_dirs)} runs ({', '.join(args.runs)}).\n",
+    where = os.path.relpath(os.path.commonpath(run_dirs)) if len(run_dirs) > 1 else os.path.relpath(run_dirs[0])
+    lines = [f"{len(points['score'])} evaluations from {len(run_dirs)} runs under {where}.\n",
              "| MSE to the expert on | Pearson r with score | Spearman ρ with score |", "|---|---|---|"]  # fmt: skip
     lines += [f"| {split} states | {corr[split][0]:+.2f} | {corr[split][1]:+.2f} |" for split in SPLITS]
     with open(f"{args.out}.md", "w") as f:
