@@ -32,17 +32,21 @@ def assert_close(expected, actual, where="models"):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_compiled_run_matches_eager(script, local_dataset, run_dir, monkeypatch):
+def test_compiled_run_matches_eager(script, local_dataset, run_dir):
     module = importlib.import_module(script)
-    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # the same random draws as eager
-    torch._dynamo.reset()  # no graphs cached from another test's networks
     args = dict(dataset=local_dataset("pendulum/medium-v0"), total_steps=12, eval_every=12, save_model=True,
                 run_dir=run_dir, **FAST, **SCRIPTS[script])  # fmt: skip
     runs = {}
-    for compile in (False, True):
-        result = module.main(module.Args(compile=compile, exp_name=f"{script}_compile{compile}", **args))
-        runs[compile] = data.load_checkpoint(os.path.join(result["run_path"], "checkpoint.pt"), script)["models"]
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # the compiled run really went through dynamo
+    torch._dynamo.reset()  # no graphs cached from another test's networks
+    # torch's own patch restores the config on exit (monkeypatch would delete the entry: issue 15);
+    # fallback_random: inductor's random ops draw from eager's generator, so both runs see the same noise
+    with torch._inductor.config.patch(fallback_random=True):
+        for compile in (False, True):
+            result = module.main(module.Args(compile=compile, exp_name=f"{script}_compile{compile}", **args))
+            runs[compile] = data.load_checkpoint(os.path.join(result["run_path"], "checkpoint.pt"), script)["models"]
+        compiled_graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    torch._dynamo.reset()  # the next test starts with no compiled graphs of these networks
+    assert compiled_graphs > 0  # the compiled run really went through dynamo
     assert_close(runs[False], runs[True])
 
 
