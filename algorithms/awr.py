@@ -79,8 +79,8 @@ class Args:
     """first scale rewards by 1000 / (max - min episode return) (D4RL locomotion)"""
     normalize_obs: bool = True
     """standardise observations with the training data's mean and std"""
-    validation_fraction: float = 0.1
-    """fraction of episodes held out for the validation losses and action MSE"""
+    validation_fraction: float = 0.0
+    """fraction of episodes held out for the valid/* losses and action MSE (0 = train on every transition, as the papers do; the held-out episodes are the same for every --seed)"""
     eval_every: int = 5_000
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
@@ -189,8 +189,12 @@ def value_losses(batch: data.Transitions, critic: Critic, critic_target: Critic,
             next_value = critic_target(s_next, batch.next_actions).min(0).values  # Qbar(s', a'), a' ~ D
         # Q target: r + gamma (1 - done) V(s')   |   r + gamma (1 - done) Qbar(s', a')
         q_target = batch.rewards + args.discount * (1.0 - batch.terminals) * next_value
-    # L_Q = E_D [ sum_i (Q_i(s, a) - q_target)^2 ]
-    critic_loss = ((critic(s, a) - q_target) ** 2).sum(0).mean()
+    # L_Q = E_D [ sum_i (Q_i(s, a) - q_target)^2 ]; under sarsa without the time-limit ends, where no a' was taken
+    squared_error = ((critic(s, a) - q_target) ** 2).sum(0)
+    if args.value == "sarsa":
+        critic_loss = (squared_error * batch.next_action_known).sum() / batch.next_action_known.sum().clamp_min(1)
+    else:
+        critic_loss = squared_error.mean()
     # L_V = E_D [ L2^tau(Qbar(s, a) - V(s)) ]  (tau = 0.5 under sarsa: V(s) = E_{a~D} Qbar(s, a))
     expectile = args.expectile if args.value == "iql" else 0.5
     value_loss = expectile_loss(q_data - value_net(s).squeeze(-1), expectile).mean()
@@ -240,8 +244,8 @@ def main(args: Args) -> dict:
     # data: episodes split into train/validation; value and policy data are nested prefixes of train
     dataset = data.load_dataset(args.dataset)
     transitions = data.to_transitions(dataset, device)
-    transitions = data.transform_rewards(transitions, args.reward_scale, args.reward_shift, args.return_range_scale)
-    train, valid = data.split_by_episode(transitions, args.validation_fraction, seed=args.seed)
+    train, valid = data.split_by_episode(transitions, args.validation_fraction)
+    train, valid = data.transform_rewards(train, valid, args.reward_scale, args.reward_shift, args.return_range_scale)
     value_train = data.subsample(train, args.value_data_fraction, seed=args.seed)
     policy_train = data.subsample(train, args.policy_data_fraction, seed=args.seed)
     if args.batch_size > min(len(value_train), len(policy_train)):

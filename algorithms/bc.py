@@ -48,8 +48,8 @@ class Args:
     """width of the two hidden layers"""
     normalize_obs: bool = True
     """standardise observations with the training data's mean and std"""
-    validation_fraction: float = 0.1
-    """fraction of episodes held out to measure validation action MSE"""
+    validation_fraction: float = 0.0
+    """fraction of episodes held out for the valid/* losses and action MSE (0 = train on every transition, as the papers do; the held-out episodes are the same for every --seed)"""
     eval_every: int = 5_000
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
@@ -115,7 +115,7 @@ def main(args: Args) -> dict:
     # data: episodes split into train/validation, then the top episodes of train for %BC
     dataset = data.load_dataset(args.dataset)
     transitions = data.to_transitions(dataset, device)
-    train, valid = data.split_by_episode(transitions, args.validation_fraction, seed=args.seed)
+    train, valid = data.split_by_episode(transitions, args.validation_fraction)
     dataset_episode_return = train.episode_returns[train.episode_starts].mean().item()
     train = data.top_episodes(train, args.top_fraction)
     train_episode_return = train.episode_returns[train.episode_starts].mean().item()
@@ -162,8 +162,9 @@ def main(args: Args) -> dict:
                 data.check_finite({"losses/actor_mse": loss}, step, checkpoint_path)
                 writer.add_scalar("losses/actor_mse", loss, step)
                 writer.add_scalar("charts/updates_per_s", (step - first_step + 1) / (time.time() - start_time - eval_seconds), step)
-                with torch.no_grad():
-                    writer.add_scalar("valid/action_mse", ((policy(valid.observations) - valid.actions) ** 2).mean().item(), step)
+                if len(valid):  # no validation episodes with --validation-fraction 0, the default
+                    with torch.no_grad():
+                        writer.add_scalar("valid/action_mse", ((policy(valid.observations) - valid.actions) ** 2).mean().item(), step)
 
             if step % args.eval_every == 0 or step == args.total_steps:
                 eval_start = time.time()

@@ -62,8 +62,8 @@ def pendulum_expert(observations: np.ndarray) -> np.ndarray:
 class MazeExpert:
     """Waypoint PD controller over a BFS path through the maze grid (the D4RL maze2d recipe).
 
-    Observations are flat: [x, y, vx, vy, goal_x, goal_y]. The waypoint is the centre of the
-    neighbouring cell closer to the goal; once in or next to the goal cell it is the goal itself.
+    Observations are flat (flatten_observation): [x, y, vx, vy, achieved x, y, goal_x, goal_y]. The waypoint
+    is the centre of the neighbouring cell closer to the goal; once in or next to the goal cell it is the goal.
     """
 
     def __init__(self, maze_map: list[list], position_gain: float = 10.0, velocity_gain: float = 1.0):
@@ -107,7 +107,7 @@ class MazeExpert:
         return self._next_cell[goal_cell]
 
     def __call__(self, observations: np.ndarray) -> np.ndarray:
-        position, velocity, goal = observations[:, 0:2], observations[:, 2:4], observations[:, 4:6]
+        position, velocity, goal = observations[:, 0:2], observations[:, 2:4], observations[:, 6:8]
         cells, goal_cells = self.cell_of(position), self.cell_of(goal)
         waypoint = goal.copy()
         for goal_cell in {tuple(g) for g in goal_cells}:
@@ -169,7 +169,11 @@ def _register_robotics() -> None:
 
 
 def is_local(dataset_id: str) -> bool:
-    return dataset_id.split("/")[0] in ("pendulum", "pointmaze")
+    """Only the local suite's own ids are built here; any other id, whatever its namespace, is Minari's."""
+    return dataset_id in LOCAL_SUITE
+
+
+LOCAL_NAMESPACES = ("pendulum", "pointmaze")  # the Minari servers hold none: an id here is the suite's or the user's
 
 
 def _check_local_id(dataset_id: str) -> None:
@@ -185,7 +189,7 @@ def _check_local_id(dataset_id: str) -> None:
 def scripted_expert(dataset_id: str) -> Callable[[np.ndarray], np.ndarray] | None:
     """The local suite's expert on flat observations, or None where a dataset has none."""
     family, name = dataset_id.split("/")[0], dataset_id.split("/")[-1]
-    if not is_local(dataset_id) or dataset_id not in LOCAL_SUITE:
+    if not is_local(dataset_id):
         return None
     if family == "pendulum":
         return pendulum_expert
@@ -290,7 +294,7 @@ def _behaviour_episodes(dataset_id: str, env: gym.Env, num_transitions: int, see
                 target = candidates[rng.integers(len(candidates))]
                 target_xy = maze_expert.cell_centre(target)
                 options, length = {"reset_cell": np.array(start)}, min(20 * hop + 40, num_transitions - steps)
-                expert = lambda o, t=target_xy: maze_expert(np.concatenate([o[:, :4], np.tile(t, (len(o), 1))], 1))  # noqa: E731
+                expert = lambda o, t=target_xy: maze_expert(np.concatenate([o[:, :6], np.tile(t, (len(o), 1))], 1))  # noqa: E731
         if kind_now == "random":
             policy = random_policy
         elif kind_now == "medium":
@@ -384,7 +388,6 @@ def build_local_dataset(
 def load_dataset(dataset_id: str) -> minari.MinariDataset:
     """A Minari dataset by id: the local suite is built on first use, remote ids are downloaded."""
     if is_local(dataset_id):
-        _check_local_id(dataset_id)
         path = minari.storage.get_dataset_path(dataset_id)
         if path.exists() and not (path / "data" / ".complete").exists():
             raise DatasetError(
@@ -395,6 +398,8 @@ def load_dataset(dataset_id: str) -> minari.MinariDataset:
             print(f"building local dataset {dataset_id} ({DEFAULT_TRANSITIONS} transitions) into {path} ...")
             build_local_dataset(dataset_id)
         _register_robotics()
+    elif dataset_id.split("/")[0] in LOCAL_NAMESPACES and not minari.storage.get_dataset_path(dataset_id).exists():
+        _check_local_id(dataset_id)  # a typo of a local id, not on disk: say so now, not after 25 s of retries
     try:
         dataset = minari.load_dataset(dataset_id, download=True)
     except DatasetError:
@@ -413,23 +418,64 @@ def load_dataset(dataset_id: str) -> minari.MinariDataset:
             f"Could not load dataset '{dataset_id}' from the Minari servers ({type(error).__name__}: {error}); "
             f"check the id and your network.{hint} Without a network, use the local suite: {', '.join(LOCAL_SUITE)}."
         ) from error
-    if not isinstance(dataset.action_space, gym.spaces.Box):
-        raise DatasetError(
-            f"Dataset '{dataset_id}' has a {type(dataset.action_space).__name__} action space: "
-            "these algorithms handle continuous actions only (a Box action space)."
-        )
+    check_spaces(dataset)
     if dataset.total_steps == 0:
         raise DatasetError(f"Dataset '{dataset_id}' is empty (0 transitions): rebuild or re-download it.")
     _register_robotics()
     return dataset
 
 
+def check_spaces(dataset: minari.MinariDataset) -> None:
+    """Refuse, in one sentence each, what the scripts cannot learn from: non-Box actions, infinite action
+    bounds (the actors' tanh heads map onto the box), image or non-Box observations."""
+    name, actions = dataset.id, dataset.action_space
+    if not isinstance(actions, gym.spaces.Box) or len(actions.shape) != 1:
+        raise DatasetError(
+            f"Dataset '{name}' has a {actions} action space: these algorithms handle continuous actions only "
+            "(a one-dimensional Box)."
+        )
+    if not (np.isfinite(actions.low).all() and np.isfinite(actions.high).all()):
+        raise DatasetError(
+            f"Dataset '{name}' has infinite action bounds ({actions}): the policies squash their output into the "
+            "action box, so the box must be finite; recreate the dataset with the environment's real bounds "
+            "(e.g. Box(-1, 1)), or rescale the actions into one."
+        )
+    for key, space in _observation_leaves(dataset.observation_space):
+        where = f"observation '{key}'" if key else "observation"
+        if not isinstance(space, gym.spaces.Box):
+            raise DatasetError(f"Dataset '{name}' has a {space} {where}: these algorithms take Box (vector) observations only.")
+        if len(space.shape) > 1:
+            raise DatasetError(
+                f"Dataset '{name}' has image observations ({where} of shape {space.shape}): these algorithms take "
+                "state vectors; use the dataset's state-based version or add an image encoder."
+            )
+
+
+def _observation_leaves(space: gym.Space, prefix: str = "") -> list[tuple[str, gym.Space]]:
+    """(key path, space) of every piece of an observation space, in flatten_observation's order."""
+    if isinstance(space, gym.spaces.Dict):
+        return [leaf for key in _ordered_keys(space.spaces) for leaf in _observation_leaves(space[key], f"{prefix}{key}/")]
+    return [(prefix.rstrip("/"), space)]
+
+
+GOAL_KEYS = ("observation", "achieved_goal", "desired_goal")
+
+
+def _ordered_keys(mapping) -> list[str]:
+    """observation, achieved_goal, desired_goal first (gymnasium-robotics' goal dicts), then the rest sorted."""
+    return [k for k in GOAL_KEYS if k in mapping] + sorted(k for k in mapping if k not in GOAL_KEYS)
+
+
 def flatten_observation(observation) -> np.ndarray:
-    """Goal-conditioned dict observations become one vector: observation ++ desired_goal."""
+    """Any observation as one float32 vector (or a batch/sequence of them: the last axis is concatenated).
+
+    Dicts, nested or not, are concatenated in a fixed order: observation, achieved_goal, desired_goal, then
+    any other keys sorted; nested dicts (Kitchen's goal per task) the same way, keys sorted. So AntMaze's
+    policy sees the ant's x, y (only in achieved_goal: its `observation` starts at the torso's height) and
+    the goal, and PointMaze's sees [x, y, vx, vy, x, y, goal_x, goal_y]. README's Datasets section has a table.
+    """
     if isinstance(observation, dict):
-        if "observation" in observation and "desired_goal" in observation:
-            return np.concatenate([observation["observation"], observation["desired_goal"]], -1).astype(np.float32)
-        return np.concatenate([np.asarray(observation[k]) for k in sorted(observation)], -1).astype(np.float32)
+        return np.concatenate([flatten_observation(observation[k]) for k in _ordered_keys(observation)], -1)
     return np.asarray(observation, dtype=np.float32)
 
 
@@ -447,6 +493,7 @@ class Transitions:
     next_observations: torch.Tensor  # (N, obs_dim) float32
     terminals: torch.Tensor  # (N,) float32: 1 on a true termination, 0 on time-limit truncation
     next_actions: torch.Tensor  # (N, act_dim): a' for SARSA targets (the last step repeats a)
+    next_action_known: torch.Tensor  # (N,) float32: 0 at a time-limit end, where no a' was taken (SARSA masks it)
     episode_starts: torch.Tensor  # (N,) bool
     episode_ends: torch.Tensor  # (N,) bool: last step (terminated or truncated)
     returns_to_go: torch.Tensor  # (N,) float32: undiscounted sum of rewards from t to the episode end
@@ -491,7 +538,12 @@ def to_transitions(dataset: minari.MinariDataset, device: torch.device | str = "
         columns["actions"].append(actions)
         columns["next_actions"].append(np.concatenate([actions[1:], actions[-1:]]))
         columns["rewards"].append(rewards)
-        columns["terminals"].append(np.asarray(episode.terminations, dtype=np.float32))
+        terminals = np.asarray(episode.terminations, dtype=np.float32)
+        columns["terminals"].append(terminals)
+        # after a termination a' is never used (1 - done = 0); after a time limit it was never taken
+        known = np.ones(length, np.float32)
+        known[-1] = terminals[-1]
+        columns["next_action_known"].append(known)
         starts, ends = np.zeros(length, bool), np.zeros(length, bool)
         starts[0], ends[-1] = True, True
         columns["episode_starts"].append(starts)
@@ -502,13 +554,42 @@ def to_transitions(dataset: minari.MinariDataset, device: torch.device | str = "
         columns["timesteps"].append(np.arange(length, dtype=np.int64))
     if not columns["rewards"]:
         raise DatasetError(f"Dataset '{dataset.id}' has no transitions: rebuild or re-download it.")
-    transitions = Transitions(**{k: torch.from_numpy(np.concatenate(v)).to(device) for k, v in columns.items()})
-    for name in ("observations", "actions", "rewards"):
-        if not torch.isfinite(getattr(transitions, name)).all():
-            raise DatasetError(
-                f"Dataset '{dataset.id}' contains NaN or infinite {name}: fix or rebuild the dataset."
+    arrays = {k: np.concatenate(v) for k, v in columns.items()}
+    check_values(dataset, arrays)
+    return Transitions(**{k: torch.from_numpy(v).to(device) for k, v in arrays.items()})
+
+
+class DataWarning(UserWarning):
+    """Something in a dataset the scripts handle (and say how), but a user should know."""
+
+
+def check_values(dataset: minari.MinariDataset, arrays: dict[str, np.ndarray]) -> None:
+    """Once, on load: NaN/inf anywhere (next observations too) is refused, one sentence per problem;
+    actions outside the action box are clipped into it, with a warning saying how many."""
+    problems = []
+    for name in ("observations", "next_observations", "actions", "rewards"):
+        bad = ~np.isfinite(arrays[name].reshape(len(arrays[name]), -1)).all(1)
+        if bad.any():
+            first = np.flatnonzero(bad)[0]
+            episode, step = arrays["episode_ids"][first], arrays["timesteps"][first]
+            problems.append(
+                f"{bad.sum()} transitions have NaN or infinite {name} (the first: episode {episode}, step {step}"
+                + (", the episode's last observation" if name == "next_observations" else "") + ")."
             )
-    return transitions
+    if problems:
+        raise DatasetError(f"Dataset '{dataset.id}' cannot be trained on: " + " ".join(problems) + " Fix or drop those episodes.")
+    low, high = dataset.action_space.low.astype(np.float32), dataset.action_space.high.astype(np.float32)
+    actions = arrays["actions"]
+    outside = ((actions < low) | (actions > high)).any(1)
+    if outside.any():
+        by = float(np.max(np.maximum(actions - high, low - actions)))
+        warnings.warn(
+            f"Dataset '{dataset.id}': {outside.sum()} of {len(actions)} actions ({outside.mean():.2%}) lie outside the "
+            f"action box [{low.min():g}, {high.max():g}] (by up to {by:.3g}); they are clipped into the box, which is "
+            "all the policies can output.", DataWarning, stacklevel=3,
+        )  # fmt: skip
+        np.clip(actions, low, high, out=actions)
+        np.clip(arrays["next_actions"], low, high, out=arrays["next_actions"])
 
 
 def _episode_subset(t: Transitions, chosen_episodes: torch.Tensor) -> Transitions:
@@ -523,12 +604,23 @@ def _episode_permutation(t: Transitions, seed: int) -> torch.Tensor:
 
 
 def split_by_episode(t: Transitions, validation_fraction: float, seed: int = 0) -> tuple[Transitions, Transitions]:
-    """Train/validation split by whole episodes (fixed seed). At least one episode stays in train."""
+    """Train/validation split by whole episodes; the scripts pass no seed, so every --seed holds out the same ones.
+
+    0 (the scripts' default, as in the papers) trains on every transition and validates on none. A fraction
+    that rounds to no validation episode, or to every episode, is refused: it would mean something else.
+    """
     if not 0 <= validation_fraction < 1:
-        raise DatasetError(f"validation_fraction must be in [0, 1), got {validation_fraction}.")
+        raise DatasetError(f"--validation-fraction must be in [0, 1), got {validation_fraction}.")
     episodes = _episode_permutation(t, seed)
-    num_valid = min(int(round(validation_fraction * len(episodes))), len(episodes) - 1)
+    num_valid = int(round(validation_fraction * len(episodes)))
+    if validation_fraction > 0 and not 0 < num_valid < len(episodes):
+        raise DatasetError(
+            f"--validation-fraction {validation_fraction:g} of this dataset's {len(episodes)} episodes leaves "
+            f"{'no validation' if num_valid == 0 else 'no training'} episode: use --validation-fraction 0 (train on "
+            f"everything, the default) or a fraction between {0.5 / len(episodes):.3g} and {1 - 0.5 / len(episodes):.3g}."
+        )
     return _episode_subset(t, episodes[num_valid:]), _episode_subset(t, episodes[:num_valid])
+
 
 
 def subsample(t: Transitions, fraction: float, unit: str = "episodes", seed: int = 0) -> Transitions:
@@ -580,22 +672,26 @@ class Normalizer:
         return normalized * self.std + self.mean
 
 
-def scale_rewards_by_return_range(t: Transitions, scale: float = 1000.0) -> Transitions:
-    """r <- r * scale / (max episode return - min episode return) (IQL/CORL locomotion)."""
-    starts = t.episode_starts
-    spread = (t.episode_returns[starts].max() - t.episode_returns[starts].min()).clamp_min(1e-6)
-    return replace(t, rewards=t.rewards * scale / spread)
+def transform_rewards(
+    train: Transitions, valid: Transitions, reward_scale: float, reward_shift: float, return_range_scale: bool
+) -> tuple[Transitions, Transitions]:
+    """r <- r * reward_scale + reward_shift, after r <- r * 1000 / (max - min episode return) if return_range_scale.
 
-
-def transform_rewards(t: Transitions, reward_scale: float, reward_shift: float, return_range_scale: bool) -> Transitions:
-    """r <- r * reward_scale + reward_shift, after the return-range scaling if asked.
-
-    IQL/CORL: locomotion uses return_range_scale; antmaze uses reward_shift=-1 (every step costs
-    until the goal). CQL's antmaze recipe is reward_scale=10, reward_shift=-5.
+    The map is measured on the training data once and applied unchanged to the validation data, so the
+    valid/* losses are on the training losses' scale. IQL/CORL locomotion uses return_range_scale; CORL's
+    antmaze recipe is reward_shift=-1 (every step costs until the goal); CQL's, scale 10 and shift -5.
     """
+    scale = reward_scale
     if return_range_scale:
-        t = scale_rewards_by_return_range(t)
-    return replace(t, rewards=t.rewards * reward_scale + reward_shift)
+        returns = train.episode_returns[train.episode_starts]
+        spread = float(returns.max() - returns.min())
+        if not spread > 0:
+            raise DatasetError(
+                f"--return-range-scale divides rewards by the spread of episode returns, and the training data's "
+                f"{len(returns)} episode(s) all return {float(returns[0]):g}: pass --no-return-range-scale."
+            )
+        scale *= 1000.0 / spread
+    return tuple(replace(t, rewards=t.rewards * scale + reward_shift) for t in (train, valid))
 
 
 # ----------------------------------------------------------------------------------------------

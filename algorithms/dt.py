@@ -73,8 +73,8 @@ class Args:
     """clip the gradient's global norm to this"""
     normalize_obs: bool = True
     """standardise observations with the training data's mean and std"""
-    validation_fraction: float = 0.1
-    """fraction of episodes held out to measure validation action MSE"""
+    validation_fraction: float = 0.0
+    """fraction of episodes held out for the valid/* losses and action MSE (0 = train on every transition, as the papers do; the held-out episodes are the same for every --seed)"""
     eval_every: int = 1_000
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
@@ -259,7 +259,7 @@ def main(args: Args) -> dict:
     # data: episodes split into train/validation; returns-to-go and episode starts for the windows
     dataset = data.load_dataset(args.dataset)
     transitions = data.to_transitions(dataset, device)
-    train, valid = data.split_by_episode(transitions, args.validation_fraction, seed=args.seed)
+    train, valid = data.split_by_episode(transitions, args.validation_fraction)
     obs_dim, act_dim = train.observations.shape[1], train.actions.shape[1]
     identity = data.Normalizer.identity(obs_dim, device)
     normalizer = data.Normalizer.fit(train.observations) if args.normalize_obs else identity

@@ -78,8 +78,8 @@ class Args:
     """-1 is the paper's antmaze setting: every step costs until the goal"""
     normalize_obs: bool = True
     """standardise observations with the training data's mean and std"""
-    validation_fraction: float = 0.1
-    """fraction of episodes held out to measure validation losses and action MSE"""
+    validation_fraction: float = 0.0
+    """fraction of episodes held out for the valid/* losses and action MSE (0 = train on every transition, as the papers do; the held-out episodes are the same for every --seed)"""
     eval_every: int = 5_000
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
@@ -253,15 +253,14 @@ def main(args: Args) -> dict:
     # data: split by episode; rewards transformed and observations normalised for the learner only
     dataset = data.load_dataset(args.dataset)
     transitions = data.to_transitions(dataset, device)
-    train, valid = data.split_by_episode(transitions, args.validation_fraction, seed=args.seed)
+    train, valid = data.split_by_episode(transitions, args.validation_fraction)
     if args.batch_size > len(train):
         raise ValueError(f"--batch-size {args.batch_size} is larger than the {len(train)} training transitions.")
     obs_dim, act_dim = train.observations.shape[1], train.actions.shape[1]
     normalizer = data.Normalizer.fit(train.observations) if args.normalize_obs else data.Normalizer.identity(obs_dim, device)
     train_batches, valid_batches = [
-        data.transform_rewards(split, args.reward_scale, args.reward_shift, args.return_range_scale)
-        .with_observations(normalizer)
-        for split in (train, valid)
+        split.with_observations(normalizer)
+        for split in data.transform_rewards(train, valid, args.reward_scale, args.reward_shift, args.return_range_scale)
     ]
 
     low, high = dataset.action_space.low, dataset.action_space.high
@@ -323,10 +322,11 @@ def main(args: Args) -> dict:
                     writer.add_scalar(f"losses/{name}", number, step)
                 writer.add_scalar("charts/actor_lr", optimizers["actor"].param_groups[0]["lr"], step)
                 writer.add_scalar("charts/updates_per_s", (step - first_step + 1) / (time.time() - start_time - eval_seconds), step)
-                actor.eval()  # no dropout when measuring
-                for name, number in validation_losses(actor, critic, target_critic, value, valid_batches, args).items():
-                    writer.add_scalar(f"valid/{name}", number, step)
-                actor.train()
+                if len(valid):  # no validation episodes with --validation-fraction 0, the default
+                    actor.eval()  # no dropout when measuring
+                    for name, number in validation_losses(actor, critic, target_critic, value, valid_batches, args).items():
+                        writer.add_scalar(f"valid/{name}", number, step)
+                    actor.train()
 
             if step % args.eval_every == 0 or step == args.total_steps:
                 eval_start = time.time()

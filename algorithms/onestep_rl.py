@@ -77,8 +77,8 @@ class Args:
     """e.g. -1 on sparse goal-reaching tasks (antmaze)"""
     normalize_obs: bool = True
     """standardise observations with the training data's mean and std"""
-    validation_fraction: float = 0.1
-    """fraction of episodes held out to measure validation losses and action MSE"""
+    validation_fraction: float = 0.0
+    """fraction of episodes held out for the valid/* losses and action MSE (0 = train on every transition, as the papers do; the held-out episodes are the same for every --seed)"""
     eval_every: int = 5_000
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
@@ -188,6 +188,17 @@ def easy_bcq_action(critic: Critics, behaviour: GaussianPolicy, obs: torch.Tenso
     return actions[best, torch.arange(obs.shape[0], device=obs.device)]
 
 
+def sarsa_critic_loss(critic: Critics, target_critic: Critics, batch: data.Transitions, args: Args):
+    """(L_Q, Q(s, a)). The time-limit ends are left out: no a' was taken there (data.Transitions.next_action_known)."""
+    # L_Q = E_{(s,a,r,s',a')~D} [ sum_j (r + gamma (1 - done) min_i Q_target_i(s', a') - Q_j(s,a))^2 ], a' from the dataset
+    with torch.no_grad():
+        next_q = target_critic(batch.next_observations, batch.next_actions).min(0).values
+        td_target = batch.rewards + args.discount * (1.0 - batch.terminals) * next_q
+    q = critic(batch.observations, batch.actions)
+    known = batch.next_action_known
+    return (((q - td_target) ** 2) * known).sum(1).sum() / known.sum().clamp_min(1), q
+
+
 def update(
     behaviour: GaussianPolicy, actor: GaussianPolicy, critic: Critics, target_critic: Critics,
     optimizers: dict[str, torch.optim.Optimizer], batch: data.Transitions, args: Args,
@@ -199,12 +210,7 @@ def update(
     behaviour_loss.backward()
     optimizers["behaviour"].step()
 
-    # L_Q = E_{(s,a,r,s',a')~D} [ (r + gamma (1 - done) min_i Q_target_i(s', a') - Q_j(s,a))^2 ], a' from the dataset
-    with torch.no_grad():
-        next_q = target_critic(batch.next_observations, batch.next_actions).min(0).values
-        td_target = batch.rewards + args.discount * (1.0 - batch.terminals) * next_q
-    q = critic(s, a)
-    critic_loss = ((q - td_target) ** 2).mean(1).sum()
+    critic_loss, q = sarsa_critic_loss(critic, target_critic, batch, args)
     optimizers["critic"].zero_grad(set_to_none=True)
     critic_loss.backward()
     optimizers["critic"].step()
@@ -252,15 +258,14 @@ def main(args: Args) -> dict:
     # data: split by episode; rewards transformed and observations normalised for the learner only
     dataset = data.load_dataset(args.dataset)
     transitions = data.to_transitions(dataset, device)
-    train, valid = data.split_by_episode(transitions, args.validation_fraction, seed=args.seed)
+    train, valid = data.split_by_episode(transitions, args.validation_fraction)
     if args.batch_size > len(train):
         raise ValueError(f"--batch-size {args.batch_size} is larger than the {len(train)} training transitions.")
     obs_dim, act_dim = train.observations.shape[1], train.actions.shape[1]
     normalizer = data.Normalizer.fit(train.observations) if args.normalize_obs else data.Normalizer.identity(obs_dim, device)
     train_batches, valid_batches = [
-        data.transform_rewards(split, args.reward_scale, args.reward_shift, args.return_range_scale)
-        .with_observations(normalizer)
-        for split in (train, valid)
+        split.with_observations(normalizer)
+        for split in data.transform_rewards(train, valid, args.reward_scale, args.reward_shift, args.return_range_scale)
     ]
 
     low, high = dataset.action_space.low, dataset.action_space.high
@@ -314,14 +319,12 @@ def main(args: Args) -> dict:
                 for name, number in metrics.items():
                     writer.add_scalar(f"losses/{name}", number, step)
                 writer.add_scalar("charts/updates_per_s", (step - first_step + 1) / (time.time() - start_time - eval_seconds), step)
-                with torch.no_grad():  # the same losses and the action MSE on held-out episodes
-                    v = valid_batches
-                    next_q = target_critic(v.next_observations, v.next_actions).min(0).values
-                    td_target = v.rewards + args.discount * (1.0 - v.terminals) * next_q
-                    critic_loss = ((critic(v.observations, v.actions) - td_target) ** 2).mean(1).sum()
-                    writer.add_scalar("valid/critic_loss", critic_loss.item(), step)
-                    writer.add_scalar("valid/behaviour_loss", -behaviour.log_prob(v.observations, v.actions).mean().item(), step)
-                    writer.add_scalar("valid/action_mse", ((act(v.observations) - v.actions) ** 2).mean().item(), step)
+                if len(valid):  # the same losses and the action MSE on held-out episodes (none by default)
+                    with torch.no_grad():
+                        v = valid_batches
+                        writer.add_scalar("valid/critic_loss", sarsa_critic_loss(critic, target_critic, v, args)[0].item(), step)
+                        writer.add_scalar("valid/behaviour_loss", -behaviour.log_prob(v.observations, v.actions).mean().item(), step)
+                        writer.add_scalar("valid/action_mse", ((act(v.observations) - v.actions) ** 2).mean().item(), step)
 
             if step % args.eval_every == 0 or step == args.total_steps:
                 eval_start = time.time()

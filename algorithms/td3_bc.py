@@ -70,8 +70,8 @@ class Args:
     """added to every reward after scaling (see --reward-scale)"""
     return_range_scale: bool = False
     """first scale rewards by 1000 / (max - min episode return) (CORL's optional locomotion normalisation)"""
-    validation_fraction: float = 0.1
-    """fraction of episodes held out to measure validation action MSE"""
+    validation_fraction: float = 0.0
+    """fraction of episodes held out for the valid/* losses and action MSE (0 = train on every transition, as the papers do; the held-out episodes are the same for every --seed)"""
     eval_every: int = 5_000
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
@@ -205,10 +205,10 @@ def main(args: Args) -> dict:
     # data: episodes split into train/validation; rewards transformed as the flags ask (train only)
     dataset = data.load_dataset(args.dataset)
     transitions = data.to_transitions(dataset, device)
-    train, valid = data.split_by_episode(transitions, args.validation_fraction, seed=args.seed)
+    train, valid = data.split_by_episode(transitions, args.validation_fraction)
     if args.batch_size > len(train):
         raise ValueError(f"--batch-size {args.batch_size} is larger than the {len(train)} training transitions.")
-    train = data.transform_rewards(train, args.reward_scale, args.reward_shift, args.return_range_scale)
+    train, valid = data.transform_rewards(train, valid, args.reward_scale, args.reward_shift, args.return_range_scale)
     obs_dim, act_dim = train.observations.shape[1], train.actions.shape[1]
     normalizer = data.Normalizer.fit(train.observations) if args.normalize_obs else data.Normalizer.identity(obs_dim, device)
     train_batches = train.with_observations(normalizer)
@@ -262,8 +262,9 @@ def main(args: Args) -> dict:
                 for name, value in values.items():
                     writer.add_scalar(name, value, step)
                 writer.add_scalar("charts/updates_per_s", (step - first_step + 1) / (time.time() - start_time - eval_seconds), step)
-                with torch.no_grad():
-                    writer.add_scalar("valid/action_mse", ((policy(valid.observations) - valid.actions) ** 2).mean().item(), step)
+                if len(valid):  # no validation episodes with --validation-fraction 0, the default
+                    with torch.no_grad():
+                        writer.add_scalar("valid/action_mse", ((policy(valid.observations) - valid.actions) ** 2).mean().item(), step)
 
             if step % args.eval_every == 0 or step == args.total_steps:
                 eval_start = time.time()

@@ -36,7 +36,7 @@ def episode(rewards, terminated, observations=None, actions=None):
 
 
 def test_local_datasets_have_consistent_shapes(local_dataset):
-    for dataset_id, obs_dim, act_dim in (("pendulum/medium-v0", 3, 1), ("pointmaze/umaze-medium-v0", 6, 2)):
+    for dataset_id, obs_dim, act_dim in (("pendulum/medium-v0", 3, 1), ("pointmaze/umaze-medium-v0", 8, 2)):
         dataset = data.load_dataset(local_dataset(dataset_id))
         t = data.to_transitions(dataset)
         n = len(t)
@@ -100,17 +100,24 @@ def test_normalisation_round_trips(local_dataset):
     t = data.to_transitions(data.load_dataset(local_dataset("pointmaze/umaze-medium-v0")))
     normalizer = data.Normalizer.fit(t.observations)
     normalized = normalizer(t.observations)
-    assert torch.allclose(normalized.mean(0), torch.zeros(6), atol=1e-4)
-    assert torch.allclose(normalized.std(0), torch.ones(6), atol=1e-2)
+    assert torch.allclose(normalized.mean(0), torch.zeros(8), atol=1e-4)
+    assert torch.allclose(normalized.std(0), torch.ones(8), atol=1e-2)
     assert torch.allclose(normalizer.inverse(normalized), t.observations, atol=1e-4)
 
 
-def test_reward_transforms():
-    t = data.to_transitions(write_dataset("handmade/rewards-v0", [episode([1.0, 1.0], True), episode([4.0], True)]))
-    scaled = data.transform_rewards(t, 1.0, 0.0, return_range_scale=True)
-    assert torch.allclose(scaled.rewards, torch.tensor([500.0, 500.0, 2000.0]))  # 1000 / (4 - 2)
-    shifted = data.transform_rewards(t, 10.0, -5.0, return_range_scale=False)
+def test_reward_transforms_measured_on_train_applied_unchanged_to_valid():
+    episodes = [episode([1.0, 1.0], True), episode([4.0], True), episode([3.0, 5.0], True)]
+    t = data.to_transitions(write_dataset("handmade/rewards-v0", episodes))
+    train, valid = data._episode_subset(t, torch.tensor([0, 1])), data._episode_subset(t, torch.tensor([2]))
+    scaled_train, scaled_valid = data.transform_rewards(train, valid, 1.0, 0.0, return_range_scale=True)
+    assert torch.allclose(scaled_train.rewards, torch.tensor([500.0, 500.0, 2000.0]))  # 1000 / (4 - 2), train's range
+    assert torch.allclose(scaled_valid.rewards, torch.tensor([1500.0, 2500.0]))  # the same 500x, not valid's own range
+    shifted, _ = data.transform_rewards(train, valid, 10.0, -5.0, return_range_scale=False)
     assert shifted.rewards.tolist() == [5.0, 5.0, 35.0]
+    empty = data._episode_subset(t, torch.tensor([], dtype=torch.int64))
+    assert len(data.transform_rewards(train, empty, 1.0, 0.0, return_range_scale=True)[1]) == 0  # no validation: fine
+    with pytest.raises(data.DatasetError, match="all return 2: pass --no-return-range-scale"):
+        data.transform_rewards(data._episode_subset(t, torch.tensor([0])), empty, 1.0, 0.0, return_range_scale=True)
 
 
 def test_scripted_experts_solve_the_evaluation_tasks(local_dataset):
@@ -205,12 +212,12 @@ def test_discrete_actions_are_refused():
         "handmade/discrete-v0", [episode([0.0, 1.0], True, observations, np.array([0, 1]))],
         action_space=gym.spaces.Discrete(2),
     )  # fmt: skip
-    with pytest.raises(data.DatasetError, match="Discrete action space: these algorithms handle continuous actions only"):
+    with pytest.raises(data.DatasetError, match=r"Discrete\(2\) action space: these algorithms handle continuous actions only"):
         data.load_dataset("handmade/discrete-v0")
 
 
 def test_nan_rewards_and_empty_datasets_are_refused():
-    with pytest.raises(data.DatasetError, match="contains NaN or infinite rewards"):
+    with pytest.raises(data.DatasetError, match="1 transitions have NaN or infinite rewards"):
         data.to_transitions(write_dataset("handmade/nan-v0", [episode([1.0, float("nan")], True)]))
     with pytest.raises(data.DatasetError, match="is empty"):
         write_dataset("handmade/empty-v0", [])
@@ -221,7 +228,7 @@ def test_bad_fractions_and_device():
     t = data.to_transitions(write_dataset("handmade/fractions-v0", [episode([1.0], True), episode([2.0], True)]))
     with pytest.raises(data.DatasetError, match=r"a data fraction must be in \(0, 1\], got 0"):
         data.subsample(t, 0.0)
-    with pytest.raises(data.DatasetError, match=r"validation_fraction must be in \[0, 1\), got 1.5"):
+    with pytest.raises(data.DatasetError, match=r"--validation-fraction must be in \[0, 1\), got 1.5"):
         data.split_by_episode(t, 1.5)
     with pytest.raises(ValueError, match="Unknown --device 'gpu0'"):
         data.resolve_device("gpu0")
@@ -241,3 +248,69 @@ def test_checkpoint_round_trip_and_wrong_algorithm(tmp_path):
     assert torch.equal(state["normalizer"]["std"], normalizer.std)
     with pytest.raises(ValueError, match="was written by bc, not td3_bc"):
         data.load_checkpoint(path, "td3_bc")
+
+
+def test_validation_split_is_opt_in_and_refuses_a_split_that_holds_no_episode():
+    t = data.to_transitions(write_dataset("handmade/split-v0", [episode([1.0] * 3, True) for _ in range(4)]))
+    train, valid = data.split_by_episode(t, 0.0)
+    assert len(train) == len(t) and len(valid) == 0  # the default: every transition trains
+    with pytest.raises(data.DatasetError, match=r"--validation-fraction 0.1 of this dataset's 4 episodes leaves no validation episode: use --validation-fraction 0"):
+        data.split_by_episode(t, 0.1)
+    with pytest.raises(data.DatasetError, match="leaves no training episode"):
+        data.split_by_episode(t, 0.9)
+    assert data.split_by_episode(t, 0.25)[1].num_episodes == 1
+    # the held-out episodes do not depend on the run's --seed: the scripts pass none
+    assert torch.equal(data.split_by_episode(t, 0.5)[1].episode_ids, data.split_by_episode(t, 0.5)[1].episode_ids)
+
+
+def test_observations_flatten_in_the_documented_order():
+    antmaze_like = {
+        "desired_goal": np.array([[7.0, 8.0]]), "achieved_goal": np.array([[5.0, 6.0]]),
+        "observation": np.array([[1.0, 2.0, 3.0]]), "extra": np.array([[9.0]]),
+    }  # fmt: skip
+    assert data.flatten_observation(antmaze_like).tolist() == [[1, 2, 3, 5, 6, 7, 8, 9]]  # the position stays in
+    kitchen_like = {
+        "observation": np.zeros((2, 3)),
+        "achieved_goal": {"microwave": np.ones((2, 1)), "kettle": np.full((2, 2), 2.0)},
+        "desired_goal": {"microwave": np.full((2, 1), 3.0), "kettle": np.full((2, 2), 4.0)},
+    }
+    flat = data.flatten_observation(kitchen_like)  # nested dicts: keys sorted, kettle before microwave
+    assert flat.dtype == np.float32 and flat[0].tolist() == [0, 0, 0, 2, 2, 1, 4, 4, 3]
+
+
+def test_user_dataset_in_a_local_namespace_loads_through_minari():
+    observations = np.zeros((3, 2), np.float32)
+    write_dataset("pendulum/my-own-v0", [episode([0.0, 1.0], True, observations)])
+    assert not data.is_local("pendulum/my-own-v0")
+    assert data.load_dataset("pendulum/my-own-v0").total_steps == 2
+
+
+def test_bad_values_are_named_once_on_load():
+    observations = np.arange(8, dtype=np.float32).reshape(4, 2)
+    observations[-1, 0] = np.nan  # only in the episode's last observation: a next_observation
+    with pytest.raises(data.DatasetError, match=r"1 transitions have NaN or infinite next_observations \(the first: episode 0, step 2, the episode's last observation\)"):
+        data.to_transitions(write_dataset("handmade/nan-next-v0", [episode([0.0] * 3, False, observations)]))
+    write_dataset("handmade/unbounded-v0", [episode([0.0], True)], action_space=gym.spaces.Box(-np.inf, np.inf, (1,), np.float32))
+    with pytest.raises(data.DatasetError, match="infinite action bounds .* recreate the dataset with the environment's real bounds"):
+        data.load_dataset("handmade/unbounded-v0")
+    pixels = gym.spaces.Box(0, 255, (4, 4, 3), np.uint8)
+    write_dataset("handmade/pixels-v0", [episode([0.0], True, np.zeros((2, 4, 4, 3), np.uint8))], observation_space=pixels)
+    with pytest.raises(data.DatasetError, match=r"image observations \(observation of shape \(4, 4, 3\)\)"):
+        data.load_dataset("handmade/pixels-v0")
+
+
+def test_actions_outside_the_box_are_counted_and_clipped():
+    actions = np.array([[0.5], [1.5], [-3.0], [0.0]], np.float32)
+    dataset = write_dataset("handmade/outside-v0", [episode([0.0] * 4, True, actions=actions,
+                            observations=np.zeros((5, 2), np.float32))])  # fmt: skip
+    with pytest.warns(data.DataWarning, match=r"2 of 4 actions \(50.00%\) lie outside the action box \[-1, 1\] \(by up to 2\); they are clipped"):
+        t = data.to_transitions(dataset)
+    assert t.actions.squeeze(1).tolist() == [0.5, 1.0, -1.0, 0.0]
+    assert t.next_actions.squeeze(1).tolist() == [1.0, -1.0, 0.0, 0.0]
+
+
+def test_next_action_known_only_where_the_data_took_one():
+    dataset = write_dataset("handmade/next-action-v0", [episode([1.0, 2.0], True), episode([3.0, 4.0, 5.0], False)])
+    t = data.to_transitions(dataset)
+    # a terminal step keeps its transition (a' is multiplied by 1 - done = 0); a time-limit end has no a'
+    assert t.next_action_known.tolist() == [1, 1, 1, 1, 0]

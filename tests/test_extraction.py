@@ -36,7 +36,7 @@ def test_smoke(script, value, local_dataset, run_dir):
     args = module.Args(
         dataset=local_dataset(DATASET), value=value, total_steps=200, batch_size=64, hidden_dim=32,
         eval_every=200, eval_episodes=2, log_every=50, run_dir=run_dir, progress=False, save_model=True,
-        **extra, **fractions,
+        validation_fraction=0.2, **extra, **fractions,
     )  # fmt: skip
     result = module.main(args)
 
@@ -55,7 +55,7 @@ def test_smoke(script, value, local_dataset, run_dir):
     assert logged["mse/eval_expert"][-1] == logged[f"mse/eval_expert{suffixes[-1]}"][-1]  # the headline policy
     if script == "sfbc":
         assert set(result["scores_by_policy"]) == {"_n1", "_n4"}
-        assert logged["losses/actor_loss"][-1] < logged["losses/actor_loss"][0]  # BC log-likelihood improves
+        assert logged["valid/action_mse"][-1] < logged["valid/action_mse"][0]  # BC fits the held-out actions better
 
     # the checkpoint holds what OPEX/TTT need: the policy, the critics, the value net, the normaliser
     state = data.load_checkpoint(f"{result['run_path']}/checkpoint.pt", algorithm=script)
@@ -104,3 +104,22 @@ def test_sfbc_picks_the_sample_with_the_highest_min_q():
     torch.testing.assert_close(chunked, chosen)
     # one sample: no choice to make
     torch.testing.assert_close(sfbc.sfbc_action(obs, HandMadeActor(), hand_made_critic, 1), obs - 0.9)
+
+
+@pytest.mark.parametrize("script", ["awr", "ddpg_bc", "sfbc", "opex", "ttt"])
+def test_sarsa_value_learning_leaves_out_time_limit_ends(script):
+    from test_onestep_rl import time_limit_batch
+
+    module = importlib.import_module(script)
+    batch = time_limit_batch()
+    torch.manual_seed(0)
+    critic, value_net = module.Critic(3, 1, 16, layer_norm=False), module.mlp(3, 16, 1, layer_norm=False)
+    args = module.Args(value="sarsa")
+    loss = module.value_losses(batch, critic, critic, value_net, args)[0]
+    assert torch.allclose(loss, module.value_losses(batch.index(torch.arange(3)), critic, critic, value_net, args)[0])
+    unmasked = data.Transitions(**{**batch.__dict__, "next_action_known": torch.ones(4)})
+    assert module.value_losses(unmasked, critic, critic, value_net, args)[0] > 10 * loss
+    # IQL's target V(s') needs no a': every transition counts
+    iql_args = module.Args(value="iql")
+    assert not torch.allclose(module.value_losses(batch, critic, critic, value_net, iql_args)[0],
+                              module.value_losses(batch.index(torch.arange(3)), critic, critic, value_net, iql_args)[0])  # fmt: skip

@@ -36,6 +36,7 @@ def test_smoke_pendulum(local_dataset, run_dir):
     args = iql.Args(
         dataset=local_dataset("pendulum/mixed-v0"), total_steps=200, hidden_dim=32, batch_size=64, eval_every=100,
         eval_episodes=2, log_every=50, run_dir=run_dir, progress=False, save_model=True, actor_dropout=0.1,
+        validation_fraction=0.2,
     )  # fmt: skip
     result = iql.main(args)
     assert len(result["scores"]) == 2 and all(math.isfinite(s) for s in result["scores"])

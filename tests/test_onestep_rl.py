@@ -62,12 +62,36 @@ def test_sarsa_target_uses_the_dataset_next_action(local_dataset):
     assert losses[0] != losses[1]
 
 
+def time_limit_batch(obs_dim: int = 3) -> data.Transitions:
+    """Four hand-made transitions; the last ends its episode at a time limit, with a nonsense a' (the data took none)."""
+    torch.manual_seed(0)
+    n = 4
+    return data.Transitions(
+        observations=torch.randn(n, obs_dim), actions=torch.rand(n, 1) - 0.5, rewards=torch.ones(n),
+        next_observations=torch.randn(n, obs_dim), terminals=torch.zeros(n), next_actions=torch.tensor([[0.1], [0.2], [0.3], [1e4]]),
+        next_action_known=torch.tensor([1.0, 1.0, 1.0, 0.0]), episode_starts=torch.zeros(n, dtype=torch.bool),
+        episode_ends=torch.tensor([False, False, False, True]), returns_to_go=torch.zeros(n), episode_returns=torch.zeros(n),
+        episode_ids=torch.zeros(n, dtype=torch.int64), timesteps=torch.arange(n),
+    )  # fmt: skip
+
+
+def test_sarsa_loss_leaves_out_time_limit_ends():
+    """Where an episode was cut by a time limit, a' is unknown: its transition must not move the SARSA loss."""
+    batch = time_limit_batch()
+    critic = onestep_rl.Critics(3, 1, 16, 2)
+    loss, _ = onestep_rl.sarsa_critic_loss(critic, critic, batch, onestep_rl.Args())
+    first_three, _ = onestep_rl.sarsa_critic_loss(critic, critic, batch.index(torch.arange(3)), onestep_rl.Args())
+    assert torch.allclose(loss, first_three)  # the huge a' of the fourth transition did not count
+    unmasked = data.Transitions(**{**batch.__dict__, "next_action_known": torch.ones(4)})
+    assert onestep_rl.sarsa_critic_loss(critic, critic, unmasked, onestep_rl.Args())[0] > 10 * loss
+
+
 @pytest.mark.parametrize("improvement", ["exp_weight", "reverse_kl", "easy_bcq"])
 def test_smoke_pendulum(local_dataset, run_dir, improvement):
     args = onestep_rl.Args(
         dataset=local_dataset("pendulum/mixed-v0"), improvement=improvement, total_steps=150, hidden_dim=32,
         batch_size=64, eval_every=150, eval_episodes=2, log_every=50, run_dir=run_dir, progress=False,
-        save_model=improvement == "exp_weight",
+        save_model=improvement == "exp_weight", validation_fraction=0.2 if improvement == "exp_weight" else 0.0,
     )  # fmt: skip
     result = onestep_rl.main(args)
     assert len(result["scores"]) == 1 and math.isfinite(result["normalized_score"])
