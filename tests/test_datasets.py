@@ -1,0 +1,71 @@
+"""Every script on a stand-in of each D4RL family, under the real remote ids (tests/standins.py).
+
+The real datasets need a network; the stand-ins have their structure (env spec and kwargs, eval env spec,
+Box / Dict / nested-Dict observations, action boxes, reference scores), so a family that would break, or
+silently train on the wrong inputs, breaks here: each script trains a few updates on each and evaluates one
+episode in the env the dataset names, and the checkpoint's normaliser must have the family's width.
+"""
+
+import importlib
+import math
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import data
+from standins import STANDINS, build_standin
+from test_resume import TINY
+
+SCRIPTS = ["bc", *TINY]
+TINY_RUN = dict(total_steps=6, batch_size=16, eval_every=6, eval_episodes=1, log_every=3, progress=False, save_model=True)
+# what the network must see; D4RL's own observation (where it differs) in the comment
+WIDTHS = {
+    "mujoco/hopper/medium-v0": 11,  # Box(11), as D4RL's hopper
+    "D4RL/pointmaze/umaze-v2": 8,  # x, y, vx, vy ++ achieved x, y ++ goal x, y (D4RL maze2d: 4, goal fixed)
+    "D4RL/antmaze/umaze-v1": 31,  # 27 (torso z, quaternion, joints, velocities) ++ x, y ++ goal (D4RL: 29, no goal)
+    "D4RL/pen/human-v2": 45,  # Box(45), as D4RL's pen
+    "D4RL/kitchen/complete-v2": 81,  # 59 robot + objects ++ 11 achieved ++ 11 goal values of the 4 tasks (D4RL: 60)
+}
+
+
+@pytest.fixture(scope="session")
+def standin(minari_root):
+    built = set()
+
+    def build(dataset_id: str) -> str:
+        if dataset_id not in built:
+            build_standin(dataset_id, num_episodes=4, episode_length=40)
+            built.add(dataset_id)
+        return dataset_id
+
+    return build
+
+
+@pytest.mark.parametrize("dataset_id", list(WIDTHS))
+def test_each_family_flattens_to_its_documented_width(dataset_id, standin):
+    dataset = data.load_dataset(standin(dataset_id))
+    t = data.to_transitions(dataset)
+    assert t.observations.shape == (4 * 40, WIDTHS[dataset_id]) == (4 * 40, STANDINS[dataset_id]["flat_obs_dim"])
+    assert t.actions.shape[1] == STANDINS[dataset_id]["action_dim"] and t.actions.dtype == torch.float32
+    envs = data.make_eval_envs(dataset, 2)  # the eval env spec where the dataset has one
+    observation, _ = envs.reset(seed=0)
+    assert data.flatten_observation(observation).shape == (2, WIDTHS[dataset_id])  # the env gives what the data gave
+    envs.close()
+    if dataset_id == "D4RL/antmaze/umaze-v1":  # achieved_goal is the ant's x, y: it must reach the network
+        episode = next(dataset.iterate_episodes())
+        assert torch.equal(t.observations[:40, 27:29], torch.as_tensor(episode.observations["achieved_goal"][:-1], dtype=torch.float32))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("dataset_id", list(WIDTHS))
+def test_every_script_trains_and_evaluates_on_every_family(dataset_id, script, standin, run_dir):
+    module = importlib.import_module(script)
+    result = module.main(module.Args(dataset=standin(dataset_id), run_dir=run_dir, **TINY_RUN, **TINY.get(script, {})))
+    state = data.load_checkpoint(f"{result['run_path']}/checkpoint.pt", script)
+    assert state["normalizer"]["mean"].shape == (WIDTHS[dataset_id],)
+    events = EventAccumulator(result["run_path"]).Reload()
+    returns = [e.value for tag in events.Tags()["scalars"] if tag.startswith("eval/return") for e in events.Scalars(tag)]
+    assert returns and all(math.isfinite(r) for r in returns)
+    # a normalised score wherever the dataset has reference scores (the hopper's v5 dataset has none)
+    assert math.isfinite(result["normalized_score"]) == (STANDINS[dataset_id]["ref_max_score"] is not None)
