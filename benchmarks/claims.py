@@ -51,7 +51,9 @@ SWEEPS = {  # claim -> the sweeps it runs: (scripts, datasets, grid, fixed flags
         (("ttt",), ("pendulum/medium-v0", "pointmaze/umaze-stitch-v0"), (), ("total_steps=5000", "hidden_dim=128")),
     ],
     "eval-mse": [
-        (("bc",), ("pendulum/expert-v0", *PENDULUM_NOISY), ("top_fraction=1.0,0.1",), ("total_steps=10000", "eval_every=2500")),
+        # the validation MSE needs held-out episodes: the scripts train on all of them unless asked
+        (("bc",), ("pendulum/expert-v0", *PENDULUM_NOISY), ("top_fraction=1.0,0.1",),
+         ("total_steps=10000", "eval_every=2500", "validation_fraction=0.1")),
     ],
 }
 MATRIX = dict(dataset="pendulum/mixed-v0", value="iql", fractions=(0.1, 1.0), flags=("total_steps=3000", "hidden_dim=128"))

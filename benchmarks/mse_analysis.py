@@ -73,7 +73,10 @@ def main(args: AnalysisArgs) -> dict[str, tuple[float, float]]:
     run_dirs = sorted({d for pattern in args.runs for d in glob.glob(pattern) if os.path.isdir(d)})
     points = collect(run_dirs)
     if len(points["score"]) == 0:
-        raise SystemExit(f"No evaluations with mse/*_expert scalars in {len(run_dirs)} run folders matching {args.runs}.")
+        raise SystemExit(
+            f"No evaluations with all of mse/{{train,valid,eval}}_expert in {len(run_dirs)} run folders matching {args.runs}: "
+            "the runs need a scripted-expert dataset and held-out episodes (train them with --validation-fraction 0.1)."
+        )
     corr = correlations(points)
     figure, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
     for axis, split in zip(axes, SPLITS):

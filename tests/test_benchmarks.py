@@ -87,7 +87,8 @@ def test_mse_analysis_correlates_score_with_each_mse(local_dataset, run_dir, tmp
 
     for seed, steps in ((0, 40), (1, 400)):  # two runs of different quality: four evaluation points
         bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, seed=seed, total_steps=steps,
-                        eval_every=steps // 2, batch_size=32, hidden_dim=16, eval_episodes=2, progress=False))  # fmt: skip
+                        eval_every=steps // 2, batch_size=32, hidden_dim=16, eval_episodes=2, progress=False,
+                        validation_fraction=0.1))  # fmt: skip
     points = mse_analysis.collect(sorted(str(p) for p in (tmp_path / "runs").iterdir()))
     assert len(points["score"]) == 4 and all(len(points[s]) == 4 and (points[s] > 0).all() for s in mse_analysis.SPLITS)
     corr = mse_analysis.main(mse_analysis.AnalysisArgs(runs=(f"{run_dir}/*",), out=str(tmp_path / "mse")))
