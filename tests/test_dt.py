@@ -99,7 +99,7 @@ def test_windows_stop_at_episode_starts():
         observations=torch.stack([episode_ids.float(), timesteps.float(), torch.zeros(n)], 1),
         actions=torch.stack([episode_ids.float(), timesteps.float()], 1), rewards=torch.ones(n),
         next_observations=torch.zeros(n, 3), terminals=torch.zeros(n), next_actions=torch.zeros(n, 2),
-        episode_starts=timesteps == 0, episode_ends=torch.zeros(n, dtype=torch.bool), returns_to_go=torch.ones(n),
+        next_action_known=torch.ones(n), episode_starts=timesteps == 0, episode_ends=torch.zeros(n, dtype=torch.bool), returns_to_go=torch.ones(n),
         episode_returns=torch.ones(n), episode_ids=episode_ids, timesteps=timesteps,
     )  # fmt: skip
     episode_start = torch.arange(n) - timesteps

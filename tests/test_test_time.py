@@ -134,7 +134,7 @@ def test_ttt_raises_the_frozen_q_of_the_visited_states(local_dataset):
 
 
 def test_opex_smoke(local_dataset, run_dir):
-    args = opex.Args(dataset=local_dataset(DATASET), run_dir=run_dir, betas=(0.03, 0.3), **TINY)
+    args = opex.Args(dataset=local_dataset(DATASET), run_dir=run_dir, betas=(0.03, 0.3), validation_fraction=0.1, **TINY)
     result = opex.main(args)
     assert set(result["scores_by_beta"]) == {0.0, 0.03, 0.3}  # beta 0, the plain policy, is always evaluated
     assert result["best_beta"] in result["scores_by_beta"]
@@ -150,7 +150,8 @@ def test_opex_smoke(local_dataset, run_dir):
 
 
 def test_ttt_smoke(local_dataset, run_dir):
-    args = ttt.Args(dataset=local_dataset(DATASET), run_dir=run_dir, eval_rounds=2, ttt_reset_per_episode=False, **TINY)
+    args = ttt.Args(dataset=local_dataset(DATASET), run_dir=run_dir, eval_rounds=2, ttt_reset_per_episode=False,
+                    validation_fraction=0.1, **TINY)  # fmt: skip
     result = ttt.main(args)
     assert math.isfinite(result["normalized_score"]) and math.isfinite(result["normalized_score_ttt"])
     logged = scalars(result["run_path"])
