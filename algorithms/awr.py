@@ -34,7 +34,7 @@ MSE_STATES = 2_000  # training and validation states on which the action MSE to 
 @dataclass
 class Args:
     dataset: str = "pendulum/mixed-v0"
-    """Minari dataset id: the local suite (`python algorithms/data.py` lists it) or a remote id"""
+    """Minari dataset id: the local suite (`python algorithms/local_suite.py` lists it) or a remote id"""
     value: Literal["iql", "sarsa"] = "iql"
     """value learning: iql (expectile V, Q <- r + gamma V(s')) or sarsa (Q of the behaviour policy)"""
     seed: int = 0

@@ -25,7 +25,7 @@ import data
 @dataclass
 class Args:
     dataset: str = "pendulum/medium-v0"
-    """Minari dataset id: the local suite (`python algorithms/data.py` lists it) or a remote id"""
+    """Minari dataset id: the local suite (`python algorithms/local_suite.py` lists it) or a remote id"""
     top_fraction: float = 1.0
     """keep the top fraction of episodes by return (1.0 = plain BC, 0.1 = "10% BC")"""
     seed: int = 0

@@ -29,7 +29,7 @@ import data
 @dataclass
 class Args:
     dataset: str = "pendulum/medium-v0"
-    """Minari dataset id: the local suite (`python algorithms/data.py` lists it) or a remote id"""
+    """Minari dataset id: the local suite (`python algorithms/local_suite.py` lists it) or a remote id"""
     target_returns: tuple[float, ...] = ()
     """returns to condition on at evaluation, each reported (default: the dataset's best episode return
     and the midpoint of its worst and best; the paper: 3600 and 1800 on hopper)"""

@@ -31,7 +31,7 @@ import data
 @dataclass
 class Args:
     dataset: str = "pendulum/medium-v0"
-    """Minari dataset id: the local suite (`python algorithms/data.py` lists it) or a remote id"""
+    """Minari dataset id: the local suite (`python algorithms/local_suite.py` lists it) or a remote id"""
     seed: int = 0
     """seed of torch, numpy, python and the evaluation envs"""
     device: str = "auto"

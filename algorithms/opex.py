@@ -49,7 +49,7 @@ CHECKPOINT_ARGS = (
 @dataclass
 class Args:
     dataset: str = "pendulum/mixed-v0"
-    """Minari dataset id: the local suite (`python algorithms/data.py` lists it) or a remote id"""
+    """Minari dataset id: the local suite (`python algorithms/local_suite.py` lists it) or a remote id"""
     value: Literal["iql", "sarsa"] = "iql"
     """value learning: iql (expectile V, Q <- r + gamma V(s')) or sarsa (Q of the behaviour policy)"""
     seed: int = 0

@@ -15,13 +15,14 @@ import tyro
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "algorithms"))
 import data  # noqa: E402
+import local_suite  # noqa: E402
 
 
 @dataclass
 class StatsArgs:
-    dataset_ids: tuple[str, ...] = data.LOCAL_SUITE
+    dataset_ids: tuple[str, ...] = local_suite.LOCAL_SUITE
     """ids to build and describe"""
-    num_transitions: int = data.DEFAULT_TRANSITIONS
+    num_transitions: int = local_suite.DEFAULT_TRANSITIONS
     """transitions per dataset"""
     out: str | None = None
     """write the markdown table here too"""
@@ -29,14 +30,14 @@ class StatsArgs:
 
 def main(args: StatsArgs) -> str:
     lines = [
-        f"Local suite, {args.num_transitions} transitions each, built with `python algorithms/data.py ID` "
+        f"Local suite, {args.num_transitions} transitions each, built with `python algorithms/local_suite.py ID` "
         "(reference scores: mean return of 100 uniform-random and 100 scripted-expert episodes on the eval task).\n",
         "| dataset | build s | MB | episodes | behaviour return | ref min (random) | ref max (expert) | behaviour normalised |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for dataset_id in args.dataset_ids:
         start = time.time()
-        path = data.build_local_dataset(dataset_id, args.num_transitions, force=True)
+        path = local_suite.build_local_dataset(dataset_id, args.num_transitions, force=True)
         seconds = time.time() - start
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
         dataset = data.load_dataset(dataset_id)

@@ -41,10 +41,10 @@ def minari_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def local_dataset(minari_root):
     """local_dataset(id) builds the session's tiny version of a local-suite id once and returns the id."""
-    import data
+    import local_suite
 
     def build(dataset_id: str) -> str:
-        data.build_local_dataset(dataset_id, SIZES.get(dataset_id, 2_000), ref_episodes=REFERENCE_EPISODES)
+        local_suite.build_local_dataset(dataset_id, SIZES.get(dataset_id, 2_000), ref_episodes=REFERENCE_EPISODES)
         return dataset_id
 
     return build

@@ -10,6 +10,7 @@ import torch
 from minari.data_collector import EpisodeBuffer
 
 import data
+import local_suite
 
 
 def write_dataset(dataset_id, episodes, action_space=None, observation_space=None):
@@ -123,7 +124,7 @@ def test_reward_transforms_measured_on_train_applied_unchanged_to_valid():
 def test_scripted_experts_solve_the_evaluation_tasks(local_dataset):
     for dataset_id in ("pendulum/expert-v0", "pointmaze/umaze-medium-v0"):
         dataset = data.load_dataset(local_dataset(dataset_id))
-        expert = data.scripted_expert(dataset_id)
+        expert = local_suite.scripted_expert(dataset_id)
         envs = data.make_eval_envs(dataset, 4)
         expert_result = data.evaluate(lambda o: torch.as_tensor(expert(o.numpy())), envs, dataset, seed=1)
         zero_result = data.evaluate(lambda o: torch.zeros(len(o), envs.single_action_space.shape[0]), envs, dataset, seed=1)
@@ -137,8 +138,8 @@ def test_scripted_experts_solve_the_evaluation_tasks(local_dataset):
 
 def test_stitch_episodes_never_go_from_start_to_goal(local_dataset):
     dataset = data.load_dataset(local_dataset("pointmaze/umaze-stitch-v0"))
-    expert = data.scripted_expert("pointmaze/umaze-stitch-v0")
-    start, goal = data.MAZE_TASKS["umaze"]["start"], data.MAZE_TASKS["umaze"]["goal"]
+    expert = local_suite.scripted_expert("pointmaze/umaze-stitch-v0")
+    start, goal = local_suite.MAZE_TASKS["umaze"]["start"], local_suite.MAZE_TASKS["umaze"]["goal"]
     lengths = []
     for ep in dataset.iterate_episodes():
         cells = expert.cell_of(ep.observations["observation"][:, :2])
@@ -146,15 +147,15 @@ def test_stitch_episodes_never_go_from_start_to_goal(local_dataset):
         reaches_goal = np.any(np.all(cells == goal, axis=1))
         assert not (starts_at_start and reaches_goal)
         lengths.append(len(ep.rewards))
-    assert max(lengths) <= 20 * data.MAZE_TASKS["umaze"]["hop"] + 40
+    assert max(lengths) <= 20 * local_suite.MAZE_TASKS["umaze"]["hop"] + 40
 
 
 def test_local_build_is_deterministic(minari_root, tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "a"))
-    data.build_local_dataset("pendulum/medium-v0", 400, ref_episodes=2)
+    local_suite.build_local_dataset("pendulum/medium-v0", 400, ref_episodes=2)
     first = data.to_transitions(data.load_dataset("pendulum/medium-v0"))
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "b"))
-    data.build_local_dataset("pendulum/medium-v0", 400, ref_episodes=2)
+    local_suite.build_local_dataset("pendulum/medium-v0", 400, ref_episodes=2)
     second = data.to_transitions(data.load_dataset("pendulum/medium-v0"))
     assert torch.equal(first.observations, second.observations) and torch.equal(first.actions, second.actions)
 
@@ -169,11 +170,11 @@ def test_interrupted_build_is_not_loaded_as_complete(tmp_path, monkeypatch):
 
     monkeypatch.setattr(minari, "create_dataset_from_buffers", create_then_die)
     with pytest.raises(KeyboardInterrupt):
-        data.build_local_dataset("pendulum/random-v0", 400, ref_episodes=2)
+        local_suite.build_local_dataset("pendulum/random-v0", 400, ref_episodes=2)
     assert not (tmp_path / "pendulum" / "random-v0").exists()
     assert not any(p.name.startswith(".building-") for p in tmp_path.iterdir())  # staging cleaned up
     monkeypatch.setattr(minari, "create_dataset_from_buffers", real_create)
-    data.build_local_dataset("pendulum/random-v0", 400, ref_episodes=2)
+    local_suite.build_local_dataset("pendulum/random-v0", 400, ref_episodes=2)
     assert data.load_dataset("pendulum/random-v0").total_steps == 400
 
 
