@@ -10,6 +10,10 @@ Value learning, the same in awr.py, ddpg_bc.py and sfbc.py (`diff` them: only th
            policy (one-step RL, Brandfonbrener et al. 2021); V(s) = E_{a~D}[Qbar(s,a)] by plain regression.
 Value and policy learn from separately sized nested prefixes of the data (--value-data-fraction,
 --policy-data-fraction): one sweep over the two flags is the paper's data-scaling matrix.
+
+Departures from Park's public code (OGBench, FQL; the paper's own code was not available): the AWR policy
+learns a state-independent std and bounds its mean with tanh, where OGBench and FQL fix the std at 1 and
+leave the mean unbounded.
 """
 
 import os
@@ -50,11 +54,11 @@ class Args:
     total_steps: int = 20_000
     """gradient updates, each one value update and one actor update (OGBench uses 1_000_000)"""
     batch_size: int = 256
-    """transitions per batch; the value and the actor updates draw separate batches"""
+    """transitions per batch; the value and the actor updates draw separate batches (OGBench/FQL: one batch for all losses, 1024 in OGBench, 256 in FQL)"""
     learning_rate: float = 3e-4
     """Adam learning rate of every network"""
     hidden_dim: int = 256
-    """width of the two hidden layers of every network (OGBench: 512, three layers)"""
+    """width of the two hidden layers of every network (OGBench: 512, three layers; FQL: 512, four; no depth flag here)"""
     layer_norm: bool = True
     """LayerNorm in the Q and V networks (OGBench)"""
     discount: float = 0.99
@@ -64,7 +68,7 @@ class Args:
     expectile: float = 0.9
     """IQL's expectile tau of V (0.9 mazes, 0.7 locomotion); unused by --value sarsa"""
     alpha: float = 3.0
-    """AWR inverse temperature: weights exp(alpha (Q - V)); 0 is plain behaviour cloning"""
+    """AWR inverse temperature: weights exp(alpha (Q - V)); 0 is plain behaviour cloning (FQL's AWR default: 10)"""
     max_weight: float = 100.0
     """AWR weights are clipped at this value"""
     value_data_fraction: float = 1.0
@@ -78,7 +82,7 @@ class Args:
     return_range_scale: bool = False
     """first scale rewards by 1000 / (max - min episode return) (D4RL locomotion)"""
     normalize_obs: bool = True
-    """standardise observations with the training data's mean and std"""
+    """standardise observations with the training data's mean and std (OGBench and FQL: off)"""
     validation_fraction: float = 0.0
     """fraction of episodes held out for the valid/* losses and action MSE (0 = train on every transition, as the papers do; the held-out episodes are the same for every --seed)"""
     eval_every: int = 5_000

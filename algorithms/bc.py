@@ -27,7 +27,7 @@ class Args:
     dataset: str = "pendulum/medium-v0"
     """Minari dataset id: the local suite (`python algorithms/local_suite.py` lists it) or a remote id"""
     top_fraction: float = 1.0
-    """keep the top fraction of episodes by return (1.0 = plain BC, 0.1 = "10% BC")"""
+    """keep the top fraction of episodes by undiscounted return (1.0 = plain BC, 0.1 = "10% BC"; counts episodes, as CORL's bc_10 configs do; the DT paper's %BC counts timesteps)"""
     seed: int = 0
     """seed of torch, numpy, python and the evaluation envs"""
     device: str = "auto"

@@ -7,6 +7,10 @@ pick and up on the dataset's actions (Eq. 4 of the paper, the H(mu) regulariser)
 with log sum_a exp Q estimated by importance sampling from uniform actions and from the current
 policy at s and at s'. The learned Q then lower-bounds the policy's value on unseen actions, and the
 actor maximises it: max_pi E_s [ min_i Q_i(s, a~pi) - alpha_H log pi(a|s) ].
+
+Departures from the paper: the actor's log-std is clamped to [-20, 2] and its mean is not clamped, as in CORL
+(the official rlkit policy clamps log-std to [-5, 2] and the mean to +-9). No flags exist for CORL's AntMaze
+extras: cql_clip_diff_min -200, orthogonal initialisation, and a critic depth separate from the actor's.
 """
 
 import copy
@@ -46,13 +50,13 @@ class Args:
     batch_size: int = 256
     """transitions per update"""
     actor_lr: float = 1e-4
-    """Adam learning rate of the actor and of the entropy temperature"""
+    """Adam learning rate of the actor and of the entropy temperature (official code: 1e-4; CORL: 3e-5 locomotion, 1e-4 antmaze/adroit)"""
     critic_lr: float = 3e-4
     """Adam learning rate of the critics and of the Lagrange multiplier"""
     hidden_dim: int = 256
     """width of the hidden layers of the actor and of each critic"""
     hidden_layers: int = 3
-    """hidden layers of the actor and of each critic (the paper's code: 3; TD3+BC's nets: 2)"""
+    """hidden layers of the actor and of each critic (the paper's code: 3; TD3+BC's nets: 2; CORL antmaze: 5 for one critic only, no critic-only flag here)"""
     num_critics: int = 2
     """critics in the ensemble; the target is the minimum over them"""
     gamma: float = 0.99
@@ -60,25 +64,25 @@ class Args:
     tau: float = 0.005
     """soft target update rate: target <- (1 - tau) target + tau online"""
     cql_alpha: float = 5.0
-    """weight of the conservative term (min_q_weight; 5 on D4RL locomotion, 1-5 elsewhere)"""
+    """weight of the conservative term, min_q_weight (official code: 1.0 with Lagrange on by default, 5 or 10 without in its README locomotion command; CORL: 10 locomotion, 5 antmaze, 1 adroit)"""
     cql_num_actions: int = 10
     """actions sampled per state from each of uniform, pi(.|s), pi(.|s') for the logsumexp"""
     cql_temperature: float = 1.0
     """temperature of the logsumexp over sampled actions"""
     lagrange: bool = False
-    """tune the conservative weight alpha' >= 0 so the gap logsumexp Q - Q(data) stays near --target-action-gap (the paper's Lagrange version; its AntMaze recipe: --lagrange --target-action-gap 5)"""
+    """tune the conservative weight alpha' >= 0 so the gap logsumexp Q - Q(data) stays near --target-action-gap (the paper's Lagrange version; its AntMaze recipe: --lagrange --target-action-gap 5; official code: on by default, off in its README locomotion command; CORL: on for antmaze only)"""
     target_action_gap: float = 5.0
-    """tau of the Lagrange version: alpha' grows while --cql-alpha * gap exceeds it"""
+    """tau of the Lagrange version: alpha' grows while --cql-alpha * gap exceeds it (official code: 5; CORL antmaze: 0.8, but CORL compares gap, not --cql-alpha * gap, with tau, so its 0.8 at --cql-alpha 5 is 4 here)"""
     max_backup: bool = False
-    """backup max over --cql-num-actions policy actions at s' of the target Q (the paper's AntMaze variant)"""
+    """backup max over --cql-num-actions policy actions at s' of the target Q (a variant in the paper; official code: off, also in its AntMaze command; CORL: on for antmaze)"""
     backup_entropy: bool = False
     """subtract alpha_H log pi(a'|s') in the target (soft backup; the paper's code leaves it off)"""
     target_entropy: float | None = None
     """entropy target of the automatic temperature tuning (default -act_dim)"""
     bc_steps: int = 0
-    """first updates in which the actor maximises log pi(a_data|s) instead of Q (the paper: 40_000 on D4RL, part of a 1M-step budget; with this file's short default budget it is off)"""
+    """first updates in which the actor maximises log pi(a_data|s) instead of Q (the paper's code: 40_000 on D4RL, part of a 1M-step budget; CORL: 0; with this file's short default budget it is off)"""
     normalize_obs: bool = False
-    """standardise observations with the training data's mean and std (off in the paper's code)"""
+    """standardise observations with the training data's mean and std (off in the paper's code; CORL: on for locomotion/adroit, off for antmaze)"""
     reward_scale: float = 1.0
     """r <- r * reward_scale + reward_shift. D4RL locomotion: as is; the paper's code on AntMaze: --reward-scale 4 --reward-shift -2, i.e. (r - 0.5) * 4 (CORL: 10 and -5)"""
     reward_shift: float = 0.0

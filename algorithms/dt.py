@@ -8,6 +8,8 @@ embedding of the episode timestep t; a causal GPT predicts a_t from the hidden s
 At test time the model is conditioned on a target return R_1 and R_{t+1} = R_t - r_t after each step.
 No value function, no Bellman backup: it cannot stitch trajectories (Kumar et al. 2022), but it can
 pick the best behaviour present in the data by asking for a high return.
+
+Departures from the paper: observations are standardised with std + 1e-3 (the paper's code: std + 1e-6).
 """
 
 import os
@@ -32,20 +34,22 @@ class Args:
     """Minari dataset id: the local suite (`python algorithms/local_suite.py` lists it) or a remote id"""
     target_returns: tuple[float, ...] = ()
     """returns to condition on at evaluation, each reported (default: the dataset's best episode return
-    and the midpoint of its worst and best; the paper: 3600 and 1800 on hopper)"""
+    and the midpoint of its worst and best; the paper and CORL: 3600/1800 hopper, 12000/6000 halfcheetah,
+    5000/2500 walker2d; CORL: 1.0/0.5 antmaze, 3100/1550 pen-human)"""
     rtg_scale: float = 0.0
     """the model sees R_t / rtg_scale; 0 = the largest |episode return| in the data, so inputs lie in
-    [-1, 1] for negative (pendulum) and positive (maze) returns alike (the paper: 1000 on MuJoCo)"""
+    [-1, 1] for negative (pendulum) and positive (maze) returns alike (the paper: 1000 on MuJoCo; CORL: 1000
+    locomotion, 1 antmaze/adroit)"""
     context_length: int = 20
     """K: timesteps (3K tokens) the transformer sees"""
     embed_dim: int = 64
-    """token width (the paper: 128; 128 x 3 layers runs 2-3 updates/s on one CPU core)"""
+    """token width (the paper and CORL: 128; 128 x 3 layers runs 2-3 updates/s on one CPU core)"""
     num_layers: int = 1
-    """transformer blocks (the paper: 3)"""
+    """transformer blocks (the paper and CORL: 3)"""
     num_heads: int = 1
     """attention heads"""
     dropout: float = 0.0
-    """dropout on embeddings, attention weights and residual branches (the paper: 0.1, for 100k updates;
+    """dropout on embeddings, attention weights and residual branches (the paper and CORL: 0.1, for 100k updates;
     at a few thousand updates it keeps a small model from fitting the actions)"""
     max_timestep: int = 1000
     """size of the timestep embedding table (longer episodes reuse the last entry)"""
@@ -60,15 +64,15 @@ class Args:
     cudagraphs: bool = False
     """speed, CUDA only: also replay the compiled update as CUDA graphs (torch.compile's reduce-overhead mode)"""
     total_steps: int = 2_000
-    """gradient updates (the paper: 100_000)"""
+    """gradient updates (the paper and CORL: 100_000)"""
     batch_size: int = 64
-    """K-step windows per update"""
+    """K-step windows per update (the paper: 64; CORL: 4096 locomotion/adroit, 64 antmaze)"""
     learning_rate: float = 1e-3
-    """AdamW peak learning rate (the paper: 1e-4 over 100k updates; 1e-3 suits a few thousand)"""
+    """AdamW peak learning rate (the paper: 1e-4 over 100k updates; CORL: 8e-4 locomotion/adroit, 1e-4 antmaze; 1e-3 suits a few thousand)"""
     weight_decay: float = 1e-4
     """AdamW weight decay"""
     warmup_steps: int | None = None
-    """linear learning-rate warm-up from 0; None = 10% of total_steps (the paper's code: 10_000 of 100_000)"""
+    """linear learning-rate warm-up from 0; None = 10% of total_steps (the paper's code and CORL: 10_000 of 100_000)"""
     grad_clip: float = 0.25
     """clip the gradient's global norm to this"""
     normalize_obs: bool = True

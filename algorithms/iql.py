@@ -8,8 +8,13 @@ The policy is extracted by advantage-weighted regression (AWR), again on dataset
     L_pi(phi)  = -E_{(s,a)~D} [ min(exp(beta (Q_target(s, a) - V_psi(s))), 100) log pi_phi(a | s) ]
 tau -> 1 approaches in-sample Q-learning (max over dataset actions); tau = 0.5 is SARSA.
 The paper's settings: locomotion --expectile 0.7 --temperature 3 --return-range-scale;
-antmaze --expectile 0.9 --temperature 10 --reward-shift -1; kitchen/adroit --expectile 0.7
---temperature 0.5 --actor-dropout 0.1 (all with --total-steps 1000000).
+antmaze --expectile 0.9 --temperature 10 --no-return-range-scale --reward-shift -1; kitchen/adroit
+--expectile 0.7 --temperature 0.5 --actor-dropout 0.1 --no-return-range-scale (all with --total-steps 1000000;
+the official code also adds what --no-normalize-obs does: it leaves observations as they are).
+
+Departures from the paper: the policy's log-std is clamped to [-5, 2] as in the official code (CORL: [-20, 2]).
+The Q target and the advantages use V from before this step's V update, as CORL does (the official code updates
+V first). No flag for CORL's deterministic actor (its hopper-medium and -medium-replay configs).
 """
 
 import copy
@@ -71,13 +76,13 @@ class Args:
     actor_dropout: float = 0.0
     """dropout in the policy's hidden layers (0.1 on kitchen/adroit in the paper)"""
     return_range_scale: bool = True
-    """scale rewards by 1000 / (max - min episode return), the paper's locomotion setting"""
+    """scale rewards by 1000 / (max - min episode return), the paper's locomotion setting (official code: locomotion only, so antmaze/kitchen/adroit need --no-return-range-scale; CORL: off in most locomotion configs)"""
     reward_scale: float = 1.0
     """r <- r * reward_scale + reward_shift (after the return-range scaling)"""
     reward_shift: float = 0.0
     """-1 is the paper's antmaze setting: every step costs until the goal"""
     normalize_obs: bool = True
-    """standardise observations with the training data's mean and std"""
+    """standardise observations with the training data's mean and std (official IQL code: off; CORL: on)"""
     validation_fraction: float = 0.0
     """fraction of episodes held out for the valid/* losses and action MSE (0 = train on every transition, as the papers do; the held-out episodes are the same for every --seed)"""
     eval_every: int = 5_000

@@ -12,6 +12,11 @@ weighted regression, with V^beta(s) = E_{a~beta_hat} Q(s, a) estimated by sampli
 acts with argmax_{a_i ~ beta_hat(s), i <= N} Q(s, a_i) and trains no policy.
 Q and beta_hat do not depend on pi, so training the three side by side in one loop reaches what
 training them one after the other does (the paper), with one step budget.
+
+Departures from the paper's code: one joint loop with one budget, where the official code trains beta_hat 5e5,
+Q 2e6 and pi 1e5 steps one after another (no per-network budget flags here); both policies are Gaussians with a
+tanh-bounded mean and log-std clamped to [-5, 2] (official: truncated-normal pi, normal beta_hat, mean and
+log-std soft-clamped to [-1, 1] and [-5, 0]); the reverse-KL term is estimated from 1 sample (official: 10).
 """
 
 import copy
@@ -46,29 +51,29 @@ class Args:
     cudagraphs: bool = False
     """speed, CUDA only: also replay the compiled update as CUDA graphs (torch.compile's reduce-overhead mode)"""
     total_steps: int = 10_000
-    """gradient updates of each network, all three side by side (use ~1_000_000 on D4RL)"""
+    """gradient updates of each network, all three side by side (use ~1_000_000 on D4RL; the official code: beta 5e5, Q 2e6, pi 1e5)"""
     batch_size: int = 256
-    """transitions per update"""
+    """transitions per update (official code: 512)"""
     improvement: Literal["exp_weight", "reverse_kl", "easy_bcq"] = "exp_weight"
-    """the one improvement step: exponentially weighted regression, reverse-KL regularised, or easy BCQ"""
+    """the one improvement step: exponentially weighted regression, reverse-KL regularised, or easy BCQ (official code's default: reverse_kl)"""
     temperature: float = 3.0
-    """tau of exp(tau A) (the paper tunes it per dataset; 3 = IQL's locomotion beta)"""
+    """tau of exp(tau A) (the paper tunes it per dataset; 3 = IQL's locomotion beta; official code's default: 0.01)"""
     max_weight: float = 100.0
     """clip of the weights exp(tau A)"""
     kl_coefficient: float = 0.1
-    """alpha of --improvement reverse_kl"""
+    """alpha of --improvement reverse_kl (official code: 1.0)"""
     num_action_samples: int = 4
-    """actions from beta_hat to estimate V^beta(s) (a per-state baseline: a few suffice); easy_bcq's candidates"""
+    """actions from beta_hat to estimate V^beta(s) (a per-state baseline: a few suffice); easy_bcq's candidates (official code: 10)"""
     discount: float = 0.99
     """gamma"""
     target_update_rate: float = 0.005
-    """Polyak rate of the target Q networks"""
+    """Polyak rate of the target Q networks, applied every update (official code: 0.005 every 2 updates)"""
     learning_rate: float = 3e-4
-    """Adam learning rate of every network"""
+    """Adam learning rate of every network (official code: 1e-4)"""
     hidden_dim: int = 256
-    """width of the two hidden layers of every network"""
+    """width of the two hidden layers of every network (official code: 1024)"""
     num_critics: int = 2
-    """Q networks (evaluated as one batched ensemble); targets and advantages use their minimum"""
+    """Q networks (evaluated as one batched ensemble); targets and advantages use their minimum (official code: 1, SARSA)"""
     return_range_scale: bool = False
     """scale rewards by 1000 / (max - min episode return) (IQL's locomotion transform)"""
     reward_scale: float = 1.0
@@ -76,7 +81,7 @@ class Args:
     reward_shift: float = 0.0
     """e.g. -1 on sparse goal-reaching tasks (antmaze)"""
     normalize_obs: bool = True
-    """standardise observations with the training data's mean and std"""
+    """standardise observations with the training data's mean and std (official code: off)"""
     validation_fraction: float = 0.0
     """fraction of episodes held out for the valid/* losses and action MSE (0 = train on every transition, as the papers do; the held-out episodes are the same for every --seed)"""
     eval_every: int = 5_000

@@ -52,11 +52,11 @@ class Args:
     total_steps: int = 20_000
     """gradient updates, each one value update and one actor update (OGBench uses 1_000_000)"""
     batch_size: int = 256
-    """transitions per batch; the value and the actor updates draw separate batches"""
+    """transitions per batch; the value and the actor updates draw separate batches (OGBench/FQL: one batch for all losses, 1024 in OGBench, 256 in FQL)"""
     learning_rate: float = 3e-4
     """Adam learning rate of every network"""
     hidden_dim: int = 256
-    """width of the two hidden layers of every network (OGBench: 512, three layers)"""
+    """width of the two hidden layers of every network (OGBench: 512, three layers; FQL: 512, four; no depth flag here)"""
     layer_norm: bool = True
     """LayerNorm in the Q and V networks (OGBench)"""
     discount: float = 0.99
@@ -66,7 +66,7 @@ class Args:
     expectile: float = 0.9
     """IQL's expectile tau of V (0.9 mazes, 0.7 locomotion); unused by --value sarsa"""
     num_samples: tuple[int, ...] = (1, 4, 16, 64)
-    """actions N sampled from the BC policy per state; each N is evaluated, the last one is the headline"""
+    """actions N sampled from the BC policy per state; each N is evaluated, the last one is the headline (SfBC's code: 32, picked by a near-argmax softmax)"""
     value_data_fraction: float = 1.0
     """fraction of the training episodes the Q and V functions learn from (nested prefixes)"""
     policy_data_fraction: float = 1.0
@@ -78,7 +78,7 @@ class Args:
     return_range_scale: bool = False
     """first scale rewards by 1000 / (max - min episode return) (D4RL locomotion)"""
     normalize_obs: bool = True
-    """standardise observations with the training data's mean and std"""
+    """standardise observations with the training data's mean and std (OGBench and FQL: off)"""
     validation_fraction: float = 0.0
     """fraction of episodes held out for the valid/* losses and action MSE (0 = train on every transition, as the papers do; the held-out episodes are the same for every --seed)"""
     eval_every: int = 5_000
