@@ -9,21 +9,25 @@ through that very same call. Run `python algorithms/local_suite.py --help` to li
 from __future__ import annotations
 
 import contextlib
+import errno
 import difflib
 import io
 import os
 import random
 import signal
-import tempfile
+import shutil
 import threading
+import time
 import warnings
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable
 
 import gymnasium as gym
 import minari
 import numpy as np
 import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 # ----------------------------------------------------------------------------------------------
 # Errors: one sentence naming what was wrong and what to do.
@@ -195,8 +199,9 @@ class Transitions:
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Transitions:
         """A uniform batch; indices drawn on the data's device, no host round trip."""
-        device = self.rewards.device
-        return self.index(torch.randint(len(self), (batch_size,), device=device, generator=generator))
+        if batch_size > len(self):  # a shape, not a tensor: no host sync
+            raise ValueError(f"--batch-size {batch_size} is larger than the {len(self)} training transitions: pass a smaller one.")
+        return self.index(torch.randint(len(self), (batch_size,), device=self.rewards.device, generator=generator))
 
     def to(self, device: torch.device | str) -> Transitions:
         return Transitions(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
@@ -518,19 +523,6 @@ def compile_step(update: Callable, compile: bool, cudagraphs: bool, device: torc
     return replay
 
 
-def writable_run_dir(path: str) -> str:
-    """Create the run folder and prove it is writable, or say which folder and what to do."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path):
-            pass
-    except OSError as error:
-        raise OSError(
-            f"Cannot write the run folder '{path}' ({error.strerror or error}): pass --run-dir a folder you can write to."
-        ) from error
-    return path
-
-
 def rng_state() -> dict:
     """Python, numpy, torch (and CUDA) generator states, in types torch.load(weights_only=True) reads."""
     numpy_state = np.random.get_state()
@@ -554,25 +546,39 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: str, algorithm: str, args: dict, step: int, models: dict, normalizer: Normalizer) -> None:
-    """Write a checkpoint atomically (temporary file, then rename): a crash never leaves half a file."""
+    """Write a checkpoint atomically (temporary file, then rename): a crash or a full disk never leaves half a
+    file, nor a temporary one, and the previous checkpoint stays as it was."""
     state = {
         "algorithm": algorithm, "dataset": args["dataset"], "args": args, "step": step, "models": models,
         "normalizer": {"mean": normalizer.mean, "std": normalizer.std}, "rng": rng_state(),
     }  # fmt: skip
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
     temporary = f"{path}.tmp-{os.getpid()}"
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+    try:
+        torch.save(state, temporary)
+        os.replace(temporary, path)
+    except (OSError, RuntimeError) as error:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        # torch.save reports a full disk as "RuntimeError: [enforce fail at inline_container.cc] . unexpected pos"
+        full = getattr(error, "errno", None) == errno.ENOSPC or "unexpected pos" in str(error) or shutil.disk_usage(folder).free < 2**20
+        if not (full or isinstance(error, OSError)):
+            raise
+        kept = f" The previous checkpoint {path} is kept." if os.path.exists(path) else ""
+        cause = "the disk is full: free some space" if full else f"{error.strerror or error}: fix that"
+        raise OSError(f"Could not write the checkpoint in {folder} ({cause}), then resume.{kept}") from error
 
 
-def load_checkpoint(path: str, algorithm: str, device: torch.device | str = "cpu", dataset_id: str | None = None) -> dict:
+def load_checkpoint(path: str, algorithm: str | tuple[str, ...], device: torch.device | str = "cpu", dataset_id: str | None = None) -> dict:
     """Read a checkpoint with weights_only=True; refuse one of another algorithm (or dataset, if given)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No checkpoint at '{path}': pass the checkpoint.pt a run saved with --save-model.")
     state = torch.load(path, map_location=device, weights_only=True)
-    if state.get("algorithm") != algorithm:
+    expected = (algorithm,) if isinstance(algorithm, str) else algorithm
+    if state.get("algorithm") not in expected:
         raise ValueError(
-            f"Checkpoint '{path}' was written by {state.get('algorithm')}, not {algorithm}: "
+            f"Checkpoint '{path}' was written by {state.get('algorithm')}, not {' or '.join(expected)}: "
             f"load it with algorithms/{state.get('algorithm')}.py."
         )
     if dataset_id is not None and state.get("dataset") != dataset_id:
@@ -594,19 +600,232 @@ def check_finite(losses: dict[str, float], step: int, checkpoint_path: str | Non
 
 
 class GracefulInterrupt:
-    """While active, Ctrl-C sets `.requested` instead of raising, so the loop finishes its step and checkpoints."""
+    """While active, Ctrl-C and SIGTERM (what SLURM, Ray and Kubernetes send on preemption) set `.requested`
+    instead of stopping the process, so the loop finishes its step, checkpoints and says how to resume."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __enter__(self) -> GracefulInterrupt:
-        self.requested, self._previous = False, None
+        self.requested, self.signal_name, self._previous = False, "", {}
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._request)
+            self._previous = {sig: signal.signal(sig, self._request) for sig in self.SIGNALS}
         return self
 
     def _request(self, signum, frame) -> None:
         if self.requested:  # a second Ctrl-C stops at once
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signal_name = True, signal.Signals(signum).name
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+
+@dataclass
+class RunResult:
+    """What a training script's main() returns; benchmarks read these fields."""
+
+    normalized_score: float  # the last evaluation's mean normalised score (NaN: no evaluation, or no reference scores)
+    scores: list[float]  # every evaluation's mean normalised score, in order
+    returns: list[float]  # every evaluation's mean raw return, in order
+    updates_per_s: float  # gradient updates per second, evaluation time excluded
+    run_path: str  # the run folder: TensorBoard logs and checkpoint.pt
+    policy_scores: dict[str, float] = field(default_factory=dict)  # last score of each other policy evaluated, by tag
+
+
+# Flags that steer a run, not what it learns: --resume may change them; any other flag comes from the checkpoint.
+RUN_CONTROL = ("total_steps", "resume", "progress", "eval_every", "eval_episodes", "log_every", "checkpoint_every",
+               "save_model", "track", "wandb_project", "device", "threads", "compile", "cudagraphs", "run_dir")  # fmt: skip
+
+
+def resumed_args(algorithm: str, args, state: dict):
+    """The checkpoint's own settings, with the run-control flags of this command line (RUN_CONTROL).
+
+    A learning flag left at its default takes the checkpoint's value; one set to something else than the
+    checkpoint's is refused: continuing with a mix of settings would be neither run.
+    """
+    defaults, saved = type(args)(), state["args"]
+    conflicts = [
+        f"--{name.replace('_', '-')} {getattr(args, name)} (the checkpoint's: {saved[name]})"
+        for name in saved
+        if name not in RUN_CONTROL and hasattr(args, name)
+        and getattr(args, name) != getattr(defaults, name) and _plain(getattr(args, name)) != _plain(saved[name])
+    ]  # fmt: skip
+    if conflicts:
+        raise ValueError(
+            f"--resume continues the run in {args.resume} with its own settings, and this command changes "
+            f"{', '.join(conflicts)}: drop those flags, or start a new run without --resume."
+        )
+    learned = {name: _restore_type(getattr(defaults, name), saved[name]) for name in saved if name not in RUN_CONTROL and hasattr(args, name)}
+    return replace(args, **learned)
+
+
+def _plain(value):
+    return list(value) if isinstance(value, (tuple, list)) else value
+
+
+def _restore_type(default, value):
+    return tuple(value) if isinstance(default, tuple) else value
+
+
+class Run:
+    """Everything around a training loop, once, so that each main() shows its algorithm:
+
+        run = data.Run("td3_bc", args)            # seeds, device, a new run folder, TensorBoard
+        args = run.args                           # with --resume: the checkpoint's own settings
+        ... data and networks on run.device ...
+        for step in run.steps(models, normalizer):   # progress bar, checkpoints, Ctrl-C / SIGTERM, resume
+            metrics = update(...)
+            if run.logging(step): run.log(step, metrics)
+            if run.evaluating(step): run.evaluate(step, policy, dataset)
+        return run.result()
+
+    models maps names to everything with a state_dict (networks, targets, optimizers, schedulers): what an
+    exact continuation needs. Metric names follow README's vocabulary; losses/* are checked for NaN.
+    """
+
+    def __init__(self, algorithm: str, args, variant: str = ""):
+        self.algorithm, self._state = algorithm, None
+        if args.resume:
+            self._state = load_checkpoint(args.resume, algorithm, "cpu")
+            args = resumed_args(algorithm, args, self._state)
+            if args.total_steps <= self._state["step"]:
+                raise ValueError(
+                    f"The checkpoint {args.resume} is already at step {self._state['step']} and --total-steps is "
+                    f"{args.total_steps}: pass a larger --total-steps to train on."
+                )
+        if getattr(args, "total_steps", 1) <= 0 or getattr(args, "batch_size", 1) <= 0:  # test-time scripts have neither
+            raise ValueError("--total-steps and --batch-size must be positive integers.")
+        if args.eval_episodes < 0:
+            raise ValueError(f"--eval-episodes must be 0 (no evaluation) or more, got {args.eval_episodes}.")
+        self.args = args
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        torch.set_num_threads(args.threads)
+        self.device = resolve_device(args.device)
+        name = "__".join([args.dataset.replace("/", "_"), args.exp_name + (f"_{variant}" if variant else ""), str(args.seed)])
+        self.path = os.path.dirname(os.path.abspath(args.resume)) if args.resume else new_run_folder(args.run_dir, name)
+        self.checkpoint_path = os.path.join(self.path, "checkpoint.pt")
+        self.name = os.path.basename(self.path)
+        self.writer = SummaryWriter(self.path)
+        hyperparameters = "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items())
+        self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + hyperparameters)
+        if args.track:
+            import wandb
+
+            wandb.init(project=args.wandb_project, name=self.name, config=asdict(args), sync_tensorboard=True)
+        self.scores, self.returns, self.policy_scores, self._envs = [], [], {}, None
+        self.first_step, self.step, self._eval_seconds, self._start, self._progress = 1, 0, 0.0, time.time(), None
+
+    def steps(self, models: dict, normalizer: Normalizer):
+        """Yield the steps to do; restore a resumed run first; checkpoint as asked, and on Ctrl-C or SIGTERM."""
+        self.models, self.normalizer = models, normalizer
+        if self._state is not None:
+            for name, model in models.items():
+                model.load_state_dict(self._state["models"][name])
+            set_rng_state(self._state["rng"])  # the batches drawn from here on are the ones a straight run draws
+            self.first_step = self._state["step"] + 1
+        args = self.args
+        self._start = time.time()
+        progress = tqdm(range(self.first_step, args.total_steps + 1), disable=not args.progress, desc=self.name[:40], mininterval=1.0)
+        self._progress = progress
+        with GracefulInterrupt() as interrupt:
+            for step in progress:
+                yield step
+                self.step = step
+                if (args.checkpoint_every and step % args.checkpoint_every == 0) or (args.save_model and step == args.total_steps):
+                    self.save(step)
+                if interrupt.requested:
+                    self.save(step)
+                    print(f"{interrupt.signal_name} at step {step}: checkpoint saved; resume with: python algorithms/"
+                          f"{self.algorithm}.py --resume {self.checkpoint_path} --total-steps {args.total_steps}")  # fmt: skip
+                    break
+
+    def save(self, step: int) -> None:
+        state_dicts = {name: model.state_dict() for name, model in self.models.items()}
+        save_checkpoint(self.checkpoint_path, self.algorithm, asdict(self.args), step, state_dicts, self.normalizer)
+
+    def logging(self, step: int) -> bool:
+        return step % self.args.log_every == 0 or step == self.args.total_steps
+
+    def evaluating(self, step: int) -> bool:
+        return self.args.eval_episodes > 0 and (step % self.args.eval_every == 0 or step == self.args.total_steps)
+
+    def checkpoint(self, algorithms: tuple[str, ...]) -> dict:
+        """A test-time script's input: the --checkpoint of a training run by one of `algorithms`."""
+        return load_checkpoint(self.args.checkpoint, algorithms, self.device)
+
+    def updates_per_s(self) -> float:
+        return (self.step - self.first_step + 1) / max(time.time() - self._start - self._eval_seconds, 1e-9)
+
+    def log(self, step: int, metrics: dict[str, torch.Tensor | float]) -> None:
+        """Write scalars (the loop's one host sync); stop on a NaN loss, naming it and the step."""
+        values = {name: float(value) for name, value in metrics.items()}
+        check_finite({n: v for n, v in values.items() if n.startswith("losses/")}, step, self.checkpoint_path)
+        for name, value in values.items():
+            self.writer.add_scalar(name, value, step)
+        self.step = step
+        self.writer.add_scalar("charts/updates_per_s", self.updates_per_s(), step)
+
+    def evaluate(
+        self, step: int, policy: Callable, dataset: minari.MinariDataset, mse_states: dict[str, torch.Tensor] | None = None,
+        tag: str = "", on_reward: Callable | None = None,
+    ) -> EvalResult:  # fmt: skip
+        """--eval-episodes episodes in the dataset's env; eval/* scalars, and the action MSE to the local suite's
+        scripted expert on the given states and on the visited ones (mse/<split>_expert, Park et al. 2024)."""
+        started = time.time()
+        if self._envs is None:
+            self._envs = make_eval_envs(dataset, self.args.eval_episodes)
+        result = evaluate(policy, self._envs, dataset, seed=self.args.seed + 1_000, device=self.device, on_reward=on_reward)
+        self.writer.add_scalar(f"eval/return{tag}", result.mean, step)
+        self.writer.add_scalar(f"eval/normalized_score{tag}", result.normalized_mean, step)
+        for split, states in {**(mse_states or {}), "eval": result.observations}.items():
+            mse = expert_action_mse(policy, dataset.id, states, self.device)
+            if np.isfinite(mse):
+                self.writer.add_scalar(f"mse/{split}_expert{tag}", mse, step)
+        if tag:
+            self.policy_scores[tag.lstrip("_")] = result.normalized_mean
+        else:
+            self.scores.append(result.normalized_mean)
+            self.returns.append(result.mean)
+            if self._progress is not None:
+                self._progress.set_postfix(score=f"{result.normalized_mean:.1f}")
+        self._eval_seconds += time.time() - started
+        return result
+
+    def result(self) -> RunResult:
+        """Close the run; print and return its numbers."""
+        updates_per_s = self.updates_per_s()
+        if self._envs is not None:
+            self._envs.close()
+        self.writer.close()
+        score = self.scores[-1] if self.scores else float("nan")
+        said = f"normalized score {score:.1f} (return {self.returns[-1]:.1f})" if self.scores else "no evaluation"
+        print(f"{self.args.dataset} {self.algorithm} seed {self.args.seed}: {said}, {updates_per_s:.0f} updates/s, logs in {self.path}")
+        return RunResult(score, self.scores, self.returns, updates_per_s, self.path, self.policy_scores)
+
+
+def new_run_folder(run_dir: str, name: str) -> str:
+    """run_dir/<name>__<time>, created here: two runs started in the same second get -2, -3, ... (never one folder)."""
+    base = os.path.join(run_dir, f"{name}__{int(time.time())}")
+    for attempt in range(1, 1000):
+        path = base if attempt == 1 else f"{base}-{attempt}"
+        try:
+            os.makedirs(path, exist_ok=False)
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise OSError(
+                f"Cannot write the run folder '{path}' ({error.strerror or error}): pass --run-dir a folder you can write to."
+            ) from error
+        return path
+    raise OSError(f"Could not create a new run folder under {run_dir}: remove old runs named {name}.")
+
+
+def validation_mse(policy: Callable, valid: Transitions) -> dict[str, torch.Tensor]:
+    """valid/action_mse of policy on the held-out episodes (none with --validation-fraction 0, the default)."""
+    if len(valid) == 0:
+        return {}
+    with torch.no_grad():
+        return {"valid/action_mse": ((policy(valid.observations) - valid.actions) ** 2).mean()}

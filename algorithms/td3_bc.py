@@ -5,21 +5,19 @@ The critics learn by TD3's clipped double-Q target with target policy smoothing;
     pi = argmax_pi E_{(s,a)~D} [ lambda * Q(s, pi(s)) - (pi(s) - a)^2 ],   lambda = alpha / mean|Q(s, pi(s))|,
 so the Q term and the BC term keep the same scale whatever the rewards are. With states normalised,
 that is the whole method: two lines changed from TD3.
+
+Departures from the paper: none in the defaults (they match the official code and CORL). The BC term is measured
+in units of the action box's half-width, which equals the paper's term on D4RL's [-1, 1] actions.
 """
 
 import copy
 import math
-import os
-import random
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn as nn
 import tyro
-from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 import data
 
@@ -75,7 +73,7 @@ class Args:
     eval_every: int = 5_000
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
-    """episodes per evaluation, run in parallel in a vector env"""
+    """episodes per evaluation, run in parallel in a vector env (0 = no evaluation)"""
     log_every: int = 500
     """write losses to TensorBoard every this many updates"""
     run_dir: str = "runs"
@@ -87,7 +85,7 @@ class Args:
     checkpoint_every: int = 0
     """also write the checkpoint every this many updates (0 = never); Ctrl-C always writes one"""
     resume: str | None = None
-    """continue the run saved in this checkpoint.pt (same run folder, TensorBoard continues)"""
+    """continue the run saved in this checkpoint.pt: same folder, TensorBoard continues, the run's own settings (only --total-steps and run-control flags may change)"""
     progress: bool = True
     """show a progress bar (--no-progress for logs and CI)"""
     track: bool = False
@@ -144,8 +142,8 @@ class Critics(nn.Module):
 
 
 def update(
-    step: int, args: Args, actor: Actor, actor_target: Actor, critics: Critics, critics_target: Critics,
-    actor_optimizer: torch.optim.Optimizer, critic_optimizer: torch.optim.Optimizer, batch: data.Transitions,
+    batch: data.Transitions, actor: Actor, actor_target: Actor, critics: Critics, critics_target: Critics,
+    optimizers: dict[str, torch.optim.Optimizer], args: Args, step: int,
 ) -> dict[str, torch.Tensor]:  # fmt: skip
     """One critic update, and every `policy_freq` steps one actor update and one soft target update."""
     with torch.no_grad():
@@ -161,9 +159,9 @@ def update(
     # L(theta) = sum_i E_D (Q_i(s, a) - y)^2
     q = critics(batch.observations, batch.actions)
     critic_loss = ((q - target_q) ** 2).mean(1).sum()
-    critic_optimizer.zero_grad(set_to_none=True)
+    optimizers["critic"].zero_grad(set_to_none=True)
     critic_loss.backward()
-    critic_optimizer.step()
+    optimizers["critic"].step()
     logs = {"losses/critic": critic_loss.detach(), "q/data_mean": q.detach().mean()}
 
     if step % args.policy_freq == 0:
@@ -177,37 +175,24 @@ def update(
         # the action box's half-width, as D4RL's [-1, 1] actions are: alpha means the same for any action range
         bc_loss = (((pi - batch.actions) / actor.action_scale) ** 2).mean()
         actor_loss = -lmbda * q_pi.mean() + bc_loss
-        actor_optimizer.zero_grad(set_to_none=True)
+        optimizers["actor"].zero_grad(set_to_none=True)
         actor_loss.backward()
-        actor_optimizer.step()
+        optimizers["actor"].step()
         # theta' <- tau * theta + (1 - tau) * theta', in place for all tensors at once
         with torch.no_grad():
             for online, target in ((critics, critics_target), (actor, actor_target)):
                 torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), args.tau)
-        logs |= {"losses/actor": actor_loss.detach(), "losses/bc_mse": bc_loss.detach(), "losses/lambda": lmbda}
+        logs |= {"losses/actor": actor_loss.detach(), "losses/bc": bc_loss.detach(), "actor/lambda": lmbda}
     return logs
 
 
-def main(args: Args) -> dict:
-    if args.total_steps <= 0 or args.batch_size <= 0:
-        raise ValueError("--total-steps and --batch-size must be positive integers.")
-    if args.num_critics < 1 or args.policy_freq < 1:
-        raise ValueError("--num-critics and --policy-freq must be at least 1.")
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    device = data.resolve_device(args.device)
-    run_name = f"{args.dataset.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_path = os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join(args.run_dir, run_name)
-    checkpoint_path = os.path.join(run_path, "checkpoint.pt")
+def main(args: Args) -> data.RunResult:
+    run = data.Run("td3_bc", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
+    args, device = run.args, run.device
 
-    # data: episodes split into train/validation; rewards transformed as the flags ask (train only)
+    # data: every transition (a validation split if asked), rewards transformed as the flags ask, states normalised
     dataset = data.load_dataset(args.dataset)
-    transitions = data.to_transitions(dataset, device)
-    train, valid = data.split_by_episode(transitions, args.validation_fraction)
-    if args.batch_size > len(train):
-        raise ValueError(f"--batch-size {args.batch_size} is larger than the {len(train)} training transitions.")
+    train, valid = data.split_by_episode(data.to_transitions(dataset, device), args.validation_fraction)
     train, valid = data.transform_rewards(train, valid, args.reward_scale, args.reward_shift, args.return_range_scale)
     obs_dim, act_dim = train.observations.shape[1], train.actions.shape[1]
     normalizer = data.Normalizer.fit(train.observations) if args.normalize_obs else data.Normalizer.identity(obs_dim, device)
@@ -218,86 +203,25 @@ def main(args: Args) -> dict:
     critics = Critics(obs_dim, act_dim, args.hidden_dim, args.num_critics).to(device)
     actor_target = copy.deepcopy(actor).requires_grad_(False)
     critics_target = copy.deepcopy(critics).requires_grad_(False)
-    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.actor_lr, fused=True)  # fused: one kernel per step
-    critic_optimizer = torch.optim.Adam(critics.parameters(), lr=args.critic_lr, fused=True)
+    optimizers = {  # fused: one kernel per step
+        "actor": torch.optim.Adam(actor.parameters(), lr=args.actor_lr, fused=True),
+        "critic": torch.optim.Adam(critics.parameters(), lr=args.critic_lr, fused=True),
+    }
     update_step = data.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
     policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, actions out
-    eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
+
     # everything an exact continuation needs (the delayed actor update follows the step, which is saved too)
     models = {"actor": actor, "critics": critics, "actor_target": actor_target, "critics_target": critics_target,
-              "actor_optimizer": actor_optimizer, "critic_optimizer": critic_optimizer}  # fmt: skip
-
-    def save(step: int) -> None:
-        state_dicts = {name: model.state_dict() for name, model in models.items()}
-        data.save_checkpoint(checkpoint_path, "td3_bc", asdict(args), step, state_dicts, normalizer)
-
-    first_step = 1
-    if args.resume:
-        state = data.load_checkpoint(args.resume, "td3_bc", device, dataset_id=args.dataset)
-        for name, model in models.items():
-            model.load_state_dict(state["models"][name])
-        data.set_rng_state(state["rng"])  # the batches drawn after the checkpoint are the ones a straight run draws
-        first_step = state["step"] + 1
-
-    writer = SummaryWriter(data.writable_run_dir(run_path))
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
-    if args.track:
-        import wandb
-
-        wandb.init(project=args.wandb_project, name=run_name, config=asdict(args), sync_tensorboard=True)
-
-    scores, logs, start_time, eval_seconds = [], {}, time.time(), 0.0
-    progress = tqdm(range(first_step, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
-    step = first_step - 1  # the last update done (a resumed run may have none left)
-    with data.GracefulInterrupt() as interrupt:
-        for step in progress:
-            batch = train_batches.sample(args.batch_size)
-            logs |= update_step(
-                step, args, actor, actor_target, critics, critics_target, actor_optimizer, critic_optimizer, batch
-            )
-
-            if step % args.log_every == 0 or step == args.total_steps:
-                values = {name: value.item() for name, value in logs.items()}  # the only host sync, once per log_every
-                data.check_finite(values, step, checkpoint_path)
-                for name, value in values.items():
-                    writer.add_scalar(name, value, step)
-                writer.add_scalar("charts/updates_per_s", (step - first_step + 1) / (time.time() - start_time - eval_seconds), step)
-                if len(valid):  # no validation episodes with --validation-fraction 0, the default
-                    with torch.no_grad():
-                        writer.add_scalar("valid/action_mse", ((policy(valid.observations) - valid.actions) ** 2).mean().item(), step)
-
-            if step % args.eval_every == 0 or step == args.total_steps:
-                eval_start = time.time()
-                result = data.evaluate(policy, eval_envs, dataset, seed=args.seed + 1_000, device=device)
-                scores.append(result.normalized_mean)
-                writer.add_scalar("eval/return", result.mean, step)
-                writer.add_scalar("eval/normalized_score", result.normalized_mean, step)
-                # action MSE to the scripted expert on training / validation / visited states (Park et al. 2024)
-                for split, states in (("train", train.observations), ("valid", valid.observations), ("eval", result.observations)):
-                    mse = data.expert_action_mse(policy, args.dataset, states, device)
-                    if np.isfinite(mse):
-                        writer.add_scalar(f"mse/{split}_expert", mse, step)
-                progress.set_postfix(score=f"{result.normalized_mean:.1f}", critic=f"{logs['losses/critic'].item():.3f}")
-                eval_seconds += time.time() - eval_start
-
-            if (args.checkpoint_every and step % args.checkpoint_every == 0) or (args.save_model and step == args.total_steps):
-                save(step)
-            if interrupt.requested:
-                save(step)
-                print(f"interrupted at step {step}; resume with: python algorithms/td3_bc.py --resume {checkpoint_path} "
-                      f"--dataset {args.dataset} --total-steps {args.total_steps}")  # fmt: skip
-                break
-
-    updates_per_s = (step - first_step + 1) / (time.time() - start_time - eval_seconds)
-    eval_envs.close()
-    writer.close()
-    if not scores:
-        return {"normalized_score": float("nan"), "scores": [], "updates_per_s": updates_per_s, "run_path": run_path}
-    print(
-        f"{args.dataset} td3_bc seed {args.seed}: normalized score {scores[-1]:.1f} "
-        f"(return {result.mean:.1f} +- {result.std:.1f}), {updates_per_s:.0f} updates/s, logs in {run_path}"
-    )
-    return {"normalized_score": scores[-1], "scores": scores, "updates_per_s": updates_per_s, "run_path": run_path}
+              "actor_optimizer": optimizers["actor"], "critic_optimizer": optimizers["critic"]}  # fmt: skip
+    metrics = {}
+    for step in run.steps(models, normalizer):
+        batch = train_batches.sample(args.batch_size)
+        metrics |= update_step(batch, actor, actor_target, critics, critics_target, optimizers, args, step)
+        if run.logging(step):
+            run.log(step, metrics | data.validation_mse(policy, valid))
+        if run.evaluating(step):
+            run.evaluate(step, policy, dataset, {"train": train.observations, "valid": valid.observations})
+    return run.result()
 
 
 if __name__ == "__main__":
