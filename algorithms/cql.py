@@ -15,18 +15,12 @@ extras: cql_clip_diff_min -200, orthogonal initialisation, and a critic depth se
 
 import copy
 import math
-import os
-import random
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import tyro
-from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 import data
 
@@ -94,7 +88,7 @@ class Args:
     eval_every: int = 1_000
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
-    """episodes per evaluation, run in parallel in a vector env"""
+    """episodes per evaluation, run in parallel in a vector env (0 = no evaluation)"""
     log_every: int = 500
     """write losses to TensorBoard every this many updates"""
     run_dir: str = "runs"
@@ -106,7 +100,7 @@ class Args:
     checkpoint_every: int = 0
     """also write the checkpoint every this many updates (0 = never); Ctrl-C always writes one"""
     resume: str | None = None
-    """continue the run saved in this checkpoint.pt (same run folder, TensorBoard continues)"""
+    """continue the run saved in this checkpoint.pt: same folder, TensorBoard continues, the run's own settings (only --total-steps and run-control flags may change)"""
     progress: bool = True
     """show a progress bar (--no-progress for logs and CI)"""
     track: bool = False
@@ -184,6 +178,14 @@ class Critics(nn.Module):
         return q.reshape(self.num_critics, *actions.shape[:-1])
 
 
+class LogMultiplier(nn.Module):
+    """A learned log-multiplier (log alpha_H, log alpha'): a module, so that checkpoints save it like the networks."""
+
+    def __init__(self):
+        super().__init__()
+        self.value = nn.Parameter(torch.zeros(()))
+
+
 def step_optimizers(loss: torch.Tensor, optimizers: list[torch.optim.Optimizer]) -> None:
     """One backward through a sum of losses on disjoint variables: each loss holds the others' variables detached,
     so each variable gets exactly its own loss's gradient (and one backward per graph is what --compile needs)."""
@@ -195,13 +197,14 @@ def step_optimizers(loss: torch.Tensor, optimizers: list[torch.optim.Optimizer])
 
 
 def update(
-    step: int, args: Args, actor: TanhGaussianActor, critics: Critics, critics_target: Critics,
-    log_alpha: torch.Tensor, log_alpha_prime: torch.Tensor, target_entropy: float,
-    optimizers: dict[str, torch.optim.Optimizer], batch: data.Transitions,
+    batch: data.Transitions, actor: TanhGaussianActor, critics: Critics, critics_target: Critics,
+    log_alpha: LogMultiplier, log_alpha_prime: LogMultiplier, optimizers: dict[str, torch.optim.Optimizer],
+    args: Args, step: int,
 ) -> dict[str, torch.Tensor]:  # fmt: skip
     """One update of the critics (TD + conservative term), the actor, the temperature(s) and the targets."""
     n, obs, next_obs, actions = args.cql_num_actions, batch.observations, batch.next_observations, batch.actions
-    alpha = log_alpha.exp().detach()
+    alpha = log_alpha.value.exp().detach()
+    target_entropy = -float(actions.shape[-1]) if args.target_entropy is None else args.target_entropy
 
     with torch.no_grad():
         mean_s, log_std_s = actor(obs)
@@ -233,7 +236,7 @@ def update(
     gap = (logsumexp - q_data).mean(1)
     if args.lagrange:
         # min_Q max_{alpha' >= 0} alpha' (alpha * gap - tau)   (Lagrange form of Eq. 4, Appendix F)
-        alpha_prime = log_alpha_prime.exp().clamp(0.0, 1e6)
+        alpha_prime = log_alpha_prime.value.exp().clamp(0.0, 1e6)
         cql_loss = (alpha_prime.detach() * (args.cql_alpha * gap - args.target_action_gap)).sum()
         alpha_prime_loss = -(alpha_prime * (args.cql_alpha * gap.detach() - args.target_action_gap)).mean()
     else:
@@ -256,7 +259,7 @@ def update(
         actor_loss = (alpha * log_pi - critics(obs, new_a).min(0).values).mean()
         critics.requires_grad_(True)
     # J(alpha_H) = E[-alpha_H (log pi(a|s) + H_target)]   (SAC's automatic entropy tuning)
-    alpha_loss = -(log_alpha * (log_pi.detach() + target_entropy)).mean()
+    alpha_loss = -(log_alpha.value * (log_pi.detach() + target_entropy)).mean()
     step_optimizers(actor_loss + alpha_loss, [optimizers["actor"], optimizers["alpha"]])
 
     # theta' <- tau * theta + (1 - tau) * theta', in place for all tensors at once
@@ -264,32 +267,23 @@ def update(
         torch._foreach_lerp_(list(critics_target.parameters()), list(critics.parameters()), args.tau)
     random_mean = q_ood[:, :n].detach().mean()
     return {
-        "losses/td": td_loss.detach(), "losses/cql": cql_loss.detach(), "losses/actor": actor_loss.detach(),
+        "losses/critic": td_loss.detach(), "losses/cql": cql_loss.detach(), "losses/actor": actor_loss.detach(),
         "cql/ood_minus_data": gap.detach().mean(), "q/data_mean": q_data.detach().mean(),
         "q/random_mean": random_mean, "q/policy_mean": q_ood[:, n : 2 * n].detach().mean(),
         "q/target_mean": target_q.mean(), "alpha/entropy": alpha, "alpha/cql_prime": alpha_prime.detach(),
-        "charts/entropy": -log_pi.detach().mean(),
+        "actor/entropy": -log_pi.detach().mean(),
     }  # fmt: skip
 
 
-def main(args: Args) -> dict:
-    if args.total_steps <= 0 or args.batch_size <= 0 or args.cql_num_actions <= 0:
-        raise ValueError("--total-steps, --batch-size and --cql-num-actions must be positive integers.")
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    device = data.resolve_device(args.device)
-    run_name = f"{args.dataset.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_path = os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join(args.run_dir, run_name)
-    checkpoint_path = os.path.join(run_path, "checkpoint.pt")
+def main(args: Args) -> data.RunResult:
+    if args.cql_num_actions <= 0:
+        raise ValueError(f"--cql-num-actions must be a positive integer, got {args.cql_num_actions}.")
+    run = data.Run("cql", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
+    args, device = run.args, run.device
 
-    # data: episodes split into train/validation; rewards transformed as the flags ask (train only)
+    # data: every transition (a validation split if asked), rewards transformed as the flags ask, states normalised
     dataset = data.load_dataset(args.dataset)
-    transitions = data.to_transitions(dataset, device)
-    train, valid = data.split_by_episode(transitions, args.validation_fraction)
-    if args.batch_size > len(train):
-        raise ValueError(f"--batch-size {args.batch_size} is larger than the {len(train)} training transitions.")
+    train, valid = data.split_by_episode(data.to_transitions(dataset, device), args.validation_fraction)
     train, valid = data.transform_rewards(train, valid, args.reward_scale, args.reward_shift, args.return_range_scale)
     obs_dim, act_dim = train.observations.shape[1], train.actions.shape[1]
     normalizer = data.Normalizer.fit(train.observations) if args.normalize_obs else data.Normalizer.identity(obs_dim, device)
@@ -302,104 +296,30 @@ def main(args: Args) -> dict:
     actor = TanhGaussianActor(obs_dim, act_dim, args.hidden_dim, args.hidden_layers).to(device)
     critics = Critics(obs_dim, act_dim, args.hidden_dim, args.hidden_layers, args.num_critics).to(device)
     critics_target = copy.deepcopy(critics).requires_grad_(False)
-    log_alpha = torch.zeros((), device=device, requires_grad=True)
-    log_alpha_prime = torch.zeros((), device=device, requires_grad=True)
-    target_entropy = -float(act_dim) if args.target_entropy is None else args.target_entropy
-    optimizers = {
-        "actor": torch.optim.Adam(actor.parameters(), lr=args.actor_lr, fused=True),  # fused: one kernel per step
+    log_alpha, log_alpha_prime = LogMultiplier().to(device), LogMultiplier().to(device)  # alpha_H = alpha' = 1 at first
+    optimizers = {  # fused: one kernel per step
+        "actor": torch.optim.Adam(actor.parameters(), lr=args.actor_lr, fused=True),
         "critic": torch.optim.Adam(critics.parameters(), lr=args.critic_lr, fused=True),
-        "alpha": torch.optim.Adam([log_alpha], lr=args.actor_lr, fused=True),
-        "alpha_prime": torch.optim.Adam([log_alpha_prime], lr=args.critic_lr, fused=True),
+        "alpha": torch.optim.Adam(log_alpha.parameters(), lr=args.actor_lr, fused=True),
+        "alpha_prime": torch.optim.Adam(log_alpha_prime.parameters(), lr=args.critic_lr, fused=True),
     }
     update_step = data.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
 
     def policy(obs: torch.Tensor) -> torch.Tensor:  # raw observations in, the deterministic tanh(mu) action out
         return torch.tanh(actor(normalizer(obs))[0]) * action_scale + action_bias
 
-    eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
-    networks = {"actor": actor, "critics": critics, "critics_target": critics_target}
-
-    def save(step: int) -> None:  # everything an exact continuation needs, the two log-multipliers included
-        models = {name: network.state_dict() for name, network in networks.items()}
-        models |= {"log_alpha": log_alpha.detach(), "log_alpha_prime": log_alpha_prime.detach()}
-        models |= {f"{name}_optimizer": optimizer.state_dict() for name, optimizer in optimizers.items()}
-        data.save_checkpoint(checkpoint_path, "cql", asdict(args), step, models, normalizer)
-
-    first_step = 1
-    if args.resume:
-        state = data.load_checkpoint(args.resume, "cql", device, dataset_id=args.dataset)
-        for name, network in networks.items():
-            network.load_state_dict(state["models"][name])
-        with torch.no_grad():
-            log_alpha.copy_(state["models"]["log_alpha"])
-            log_alpha_prime.copy_(state["models"]["log_alpha_prime"])
-        for name, optimizer in optimizers.items():
-            optimizer.load_state_dict(state["models"][f"{name}_optimizer"])
-        data.set_rng_state(state["rng"])  # the batches drawn after the checkpoint are the ones a straight run draws
-        first_step = state["step"] + 1
-
-    writer = SummaryWriter(data.writable_run_dir(run_path))
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
-    if args.track:
-        import wandb
-
-        wandb.init(project=args.wandb_project, name=run_name, config=asdict(args), sync_tensorboard=True)
-
-    scores, start_time, eval_seconds = [], time.time(), 0.0
-    progress = tqdm(range(first_step, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
-    step = first_step - 1  # the last update done (a resumed run may have none left)
-    with data.GracefulInterrupt() as interrupt:
-        for step in progress:
-            batch = train_batches.sample(args.batch_size)
-            logs = update_step(
-                step, args, actor, critics, critics_target, log_alpha, log_alpha_prime, target_entropy, optimizers, batch
-            )
-
-            if step % args.log_every == 0 or step == args.total_steps:
-                values = {name: value.item() for name, value in logs.items()}  # the only host sync, once per log_every
-                data.check_finite(values, step, checkpoint_path)
-                for name, value in values.items():
-                    writer.add_scalar(name, value, step)
-                writer.add_scalar("charts/updates_per_s", (step - first_step + 1) / (time.time() - start_time - eval_seconds), step)
-                if len(valid):  # no validation episodes with --validation-fraction 0, the default
-                    with torch.no_grad():
-                        writer.add_scalar("valid/action_mse", ((policy(valid.observations) - valid.actions) ** 2).mean().item(), step)
-
-            if step % args.eval_every == 0 or step == args.total_steps:
-                eval_start = time.time()
-                result = data.evaluate(policy, eval_envs, dataset, seed=args.seed + 1_000, device=device)
-                scores.append(result.normalized_mean)
-                writer.add_scalar("eval/return", result.mean, step)
-                writer.add_scalar("eval/normalized_score", result.normalized_mean, step)
-                # action MSE to the scripted expert on training / validation / visited states (Park et al. 2024)
-                for split, states in (("train", train.observations), ("valid", valid.observations), ("eval", result.observations)):
-                    mse = data.expert_action_mse(policy, args.dataset, states, device)
-                    if np.isfinite(mse):
-                        writer.add_scalar(f"mse/{split}_expert", mse, step)
-                progress.set_postfix(score=f"{result.normalized_mean:.1f}", gap=f"{values['cql/ood_minus_data']:.2f}")
-                eval_seconds += time.time() - eval_start
-
-            if (args.checkpoint_every and step % args.checkpoint_every == 0) or (args.save_model and step == args.total_steps):
-                save(step)
-            if interrupt.requested:
-                save(step)
-                print(f"interrupted at step {step}; resume with: python algorithms/cql.py --resume {checkpoint_path} "
-                      f"--dataset {args.dataset} --total-steps {args.total_steps}")  # fmt: skip
-                break
-
-    updates_per_s = (step - first_step + 1) / (time.time() - start_time - eval_seconds)
-    eval_envs.close()
-    writer.close()
-    if not scores:
-        return {"normalized_score": float("nan"), "scores": [], "updates_per_s": updates_per_s, "run_path": run_path}
-    print(
-        f"{args.dataset} cql seed {args.seed}: normalized score {scores[-1]:.1f} (return {result.mean:.1f} +- "
-        f"{result.std:.1f}), gap {values['cql/ood_minus_data']:.2f}, {updates_per_s:.1f} updates/s, logs in {run_path}"
-    )
-    return {
-        "normalized_score": scores[-1], "scores": scores, "updates_per_s": updates_per_s, "run_path": run_path,
-        "q_data": values["q/data_mean"], "q_random": values["q/random_mean"], "ood_minus_data": values["cql/ood_minus_data"],
-    }  # fmt: skip
+    # everything an exact continuation needs, the two log-multipliers included
+    models = {"actor": actor, "critics": critics, "critics_target": critics_target, "log_alpha": log_alpha,
+              "log_alpha_prime": log_alpha_prime}  # fmt: skip
+    models |= {f"{name}_optimizer": optimizer for name, optimizer in optimizers.items()}
+    for step in run.steps(models, normalizer):
+        batch = train_batches.sample(args.batch_size)
+        metrics = update_step(batch, actor, critics, critics_target, log_alpha, log_alpha_prime, optimizers, args, step)
+        if run.logging(step):
+            run.log(step, metrics | data.validation_mse(policy, valid))
+        if run.evaluating(step):
+            run.evaluate(step, policy, dataset, {"train": train.observations, "valid": valid.observations})
+    return run.result()
 
 
 if __name__ == "__main__":

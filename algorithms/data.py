@@ -589,6 +589,13 @@ def load_checkpoint(path: str, algorithm: str | tuple[str, ...], device: torch.d
     return state
 
 
+def checkpoint_dataset(path: str) -> str:
+    """The dataset a checkpoint was trained on (a test-time script's run is named after it)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No checkpoint at '{path}': pass the checkpoint.pt a run saved with --save-model.")
+    return torch.load(path, map_location="cpu", weights_only=True)["dataset"]
+
+
 def check_finite(losses: dict[str, float], step: int, checkpoint_path: str | None = None) -> None:
     """Stop on a NaN/inf loss, naming the loss and the step; the last good checkpoint is left as it was."""
     for name, value in losses.items():
@@ -686,8 +693,9 @@ class Run:
 
     def __init__(self, algorithm: str, args, variant: str = ""):
         self.algorithm, self._state = algorithm, None
-        if args.resume:
-            self._state = load_checkpoint(args.resume, algorithm, "cpu")
+        resume = getattr(args, "resume", None)  # test-time scripts (opex, ttt) have no --resume
+        if resume:
+            self._state = load_checkpoint(resume, algorithm, "cpu")
             args = resumed_args(algorithm, args, self._state)
             if args.total_steps <= self._state["step"]:
                 raise ValueError(
@@ -704,19 +712,28 @@ class Run:
         torch.manual_seed(args.seed)
         torch.set_num_threads(args.threads)
         self.device = resolve_device(args.device)
-        name = "__".join([args.dataset.replace("/", "_"), args.exp_name + (f"_{variant}" if variant else ""), str(args.seed)])
-        self.path = os.path.dirname(os.path.abspath(args.resume)) if args.resume else new_run_folder(args.run_dir, name)
+        # test-time scripts (opex, ttt) have no --dataset: the run is named after their --checkpoint's
+        self.dataset_id = args.dataset if hasattr(args, "dataset") else checkpoint_dataset(args.checkpoint)
+        name = "__".join([self.dataset_id.replace("/", "_"), args.exp_name + (f"_{variant}" if variant else ""), str(args.seed)])
+        self.path = os.path.dirname(os.path.abspath(resume)) if resume else new_run_folder(args.run_dir, name)
         self.checkpoint_path = os.path.join(self.path, "checkpoint.pt")
         self.name = os.path.basename(self.path)
-        self.writer = SummaryWriter(self.path)
-        hyperparameters = "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items())
-        self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + hyperparameters)
-        if args.track:
-            import wandb
-
-            wandb.init(project=args.wandb_project, name=self.name, config=asdict(args), sync_tensorboard=True)
+        self._writer = None
         self.scores, self.returns, self.policy_scores, self._envs = [], [], {}, None
         self.first_step, self.step, self._eval_seconds, self._start, self._progress = 1, 0, 0.0, time.time(), None
+
+    @property
+    def writer(self) -> SummaryWriter:
+        """TensorBoard (and W&B with --track), opened when the run first writes: its event file means "training"."""
+        if self._writer is None:
+            self._writer = SummaryWriter(self.path)
+            hyperparameters = "\n".join(f"|{k}|{v}|" for k, v in asdict(self.args).items())
+            self._writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + hyperparameters)
+            if self.args.track:
+                import wandb
+
+                wandb.init(project=self.args.wandb_project, name=self.name, config=asdict(self.args), sync_tensorboard=True)
+        return self._writer
 
     def steps(self, models: dict, normalizer: Normalizer):
         """Yield the steps to do; restore a resumed run first; checkpoint as asked, and on Ctrl-C or SIGTERM."""
@@ -726,7 +743,7 @@ class Run:
                 model.load_state_dict(self._state["models"][name])
             set_rng_state(self._state["rng"])  # the batches drawn from here on are the ones a straight run draws
             self.first_step = self._state["step"] + 1
-        args = self.args
+        args, _ = self.args, self.writer
         self._start = time.time()
         progress = tqdm(range(self.first_step, args.total_steps + 1), disable=not args.progress, desc=self.name[:40], mininterval=1.0)
         self._progress = progress
@@ -734,7 +751,9 @@ class Run:
             for step in progress:
                 yield step
                 self.step = step
-                if (args.checkpoint_every and step % args.checkpoint_every == 0) or (args.save_model and step == args.total_steps):
+                # a resumed run keeps its checkpoint current, whether or not this command says --save-model
+                last = step == args.total_steps and (args.save_model or self._state is not None)
+                if last or (args.checkpoint_every and step % args.checkpoint_every == 0):
                     self.save(step)
                 if interrupt.requested:
                     self.save(step)
@@ -799,10 +818,12 @@ class Run:
         updates_per_s = self.updates_per_s()
         if self._envs is not None:
             self._envs.close()
-        self.writer.close()
+        if self._writer is not None:
+            self._writer.close()
         score = self.scores[-1] if self.scores else float("nan")
         said = f"normalized score {score:.1f} (return {self.returns[-1]:.1f})" if self.scores else "no evaluation"
-        print(f"{self.args.dataset} {self.algorithm} seed {self.args.seed}: {said}, {updates_per_s:.0f} updates/s, logs in {self.path}")
+        speed = f", {updates_per_s:.0f} updates/s" if self.step else ""
+        print(f"{self.dataset_id} {self.algorithm} seed {self.args.seed}: {said}{speed}, logs in {self.path}")
         return RunResult(score, self.scores, self.returns, updates_per_s, self.path, self.policy_scores)
 
 

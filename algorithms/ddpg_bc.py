@@ -12,18 +12,14 @@ Value and policy learn from separately sized nested prefixes of the data (--valu
 --policy-data-fraction): one sweep over the two flags is the paper's data-scaling matrix.
 """
 
-import os
-import random
-import time
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn as nn
 import tyro
-from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 import data
 
@@ -55,8 +51,10 @@ class Args:
     """Adam learning rate of every network"""
     hidden_dim: int = 256
     """width of the two hidden layers of every network (OGBench: 512, three layers; FQL: 512, four; no depth flag here)"""
+    num_critics: int = 2
+    """critics in the ensemble; Q is the minimum over them (2 = clipped double Q, as IQL and OGBench)"""
     layer_norm: bool = True
-    """LayerNorm in the Q and V networks (OGBench)"""
+    """LayerNorm in the Q and V networks, each critic its own (OGBench)"""
     discount: float = 0.99
     """discount factor gamma"""
     target_update_rate: float = 0.005
@@ -82,7 +80,7 @@ class Args:
     eval_every: int = 5_000
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
-    """episodes per evaluation, run in parallel in a vector env"""
+    """episodes per evaluation, run in parallel in a vector env (0 = no evaluation)"""
     log_every: int = 500
     """write losses to TensorBoard every this many updates"""
     run_dir: str = "runs"
@@ -94,7 +92,7 @@ class Args:
     checkpoint_every: int = 0
     """also write the checkpoint every this many updates (0 = never); Ctrl-C always writes one"""
     resume: str | None = None
-    """continue the run saved in this checkpoint.pt (same run folder, TensorBoard continues)"""
+    """continue the run saved in this checkpoint.pt: same folder, TensorBoard continues, the run's own settings (only --total-steps and run-control flags may change)"""
     progress: bool = True
     """show a progress bar (--no-progress for logs and CI)"""
     track: bool = False
@@ -113,11 +111,11 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int, layer_norm: bool) -> nn.Sequ
 
 
 class EnsembleLinear(nn.Module):
-    """num_members independent linear layers applied as one batched matmul: (E, B, in) -> (E, B, out)."""
+    """`num_members` independent linear layers applied as one batched matmul: (E, B, in) -> (E, B, out)."""
 
-    def __init__(self, in_dim: int, out_dim: int, num_members: int):
+    def __init__(self, num_members: int, in_dim: int, out_dim: int):
         super().__init__()
-        bound = 1 / in_dim**0.5  # nn.Linear's default initialisation, per member
+        bound = 1 / math.sqrt(in_dim)  # nn.Linear's default initialisation, per member
         self.weight = nn.Parameter(torch.empty(num_members, in_dim, out_dim).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
 
@@ -125,21 +123,33 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
-class Critic(nn.Module):
-    """Q_1..Q_E(s, a): an ensemble of MLPs computed together; returns (E, B)."""
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm with its own scale and shift per ensemble member: each critic has its own LayerNorm (OGBench)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, layer_norm: bool, num_critics: int = 2):
+    def __init__(self, num_members: int, dim: int):
         super().__init__()
-        norm = (lambda: nn.LayerNorm(hidden_dim)) if layer_norm else nn.Identity
+        self.weight = nn.Parameter(torch.ones(num_members, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(num_members, 1, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.bias, nn.functional.layer_norm(x, x.shape[-1:]), self.weight)
+
+
+class Critics(nn.Module):
+    """An ensemble of Q(s, a) MLPs evaluated in one pass: returns (num_critics, batch)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, num_critics: int, layer_norm: bool):
+        super().__init__()
+        norm = (lambda: EnsembleLayerNorm(num_critics, hidden_dim)) if layer_norm else nn.Identity
         self.num_critics = num_critics
         self.net = nn.Sequential(
-            EnsembleLinear(obs_dim + act_dim, hidden_dim, num_critics), norm(), nn.ReLU(),
-            EnsembleLinear(hidden_dim, hidden_dim, num_critics), norm(), nn.ReLU(),
-            EnsembleLinear(hidden_dim, 1, num_critics),
+            EnsembleLinear(num_critics, obs_dim + act_dim, hidden_dim), norm(), nn.ReLU(),
+            EnsembleLinear(num_critics, hidden_dim, hidden_dim), norm(), nn.ReLU(),
+            EnsembleLinear(num_critics, hidden_dim, 1),
         )  # fmt: skip
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([obs, actions], -1).expand(self.num_critics, -1, -1)
+        x = torch.cat([obs, actions], -1).expand(self.num_critics, -1, -1)  # the same batch for every critic
         return self.net(x).squeeze(-1)
 
 
@@ -176,19 +186,19 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
     return torch.abs(expectile - (diff < 0).float()) * diff**2
 
 
-def value_losses(batch: data.Transitions, critic: Critic, critic_target: Critic, value_net: nn.Module, args: Args):
+def value_losses(batch: data.Transitions, critics: Critics, critics_target: Critics, value_net: nn.Module, args: Args):
     """(critic loss, value loss) on a batch: the training objective, also measured on validation data."""
     s, a, s_next = batch.observations, batch.actions, batch.next_observations
     with torch.no_grad():
-        q_data = critic_target(s, a).min(0).values
+        q_data = critics_target(s, a).min(0).values
         if args.value == "iql":
             next_value = value_net(s_next).squeeze(-1)  # V(s'), the in-sample maximum for tau -> 1
         else:
-            next_value = critic_target(s_next, batch.next_actions).min(0).values  # Qbar(s', a'), a' ~ D
+            next_value = critics_target(s_next, batch.next_actions).min(0).values  # Qbar(s', a'), a' ~ D
         # Q target: r + gamma (1 - done) V(s')   |   r + gamma (1 - done) Qbar(s', a')
         q_target = batch.rewards + args.discount * (1.0 - batch.terminals) * next_value
     # L_Q = E_D [ sum_i (Q_i(s, a) - q_target)^2 ]; under sarsa without the time-limit ends, where no a' was taken
-    squared_error = ((critic(s, a) - q_target) ** 2).sum(0)
+    squared_error = ((critics(s, a) - q_target) ** 2).sum(0)
     if args.value == "sarsa":
         critic_loss = (squared_error * batch.next_action_known).sum() / batch.next_action_known.sum().clamp_min(1)
     else:
@@ -199,14 +209,29 @@ def value_losses(batch: data.Transitions, critic: Critic, critic_target: Critic,
     return critic_loss, value_loss
 
 
-def update_value(batch, critic, critic_target, value_net, value_optimizer, args: Args) -> dict[str, torch.Tensor]:
-    critic_loss, value_loss = value_losses(batch, critic, critic_target, value_net, args)
-    value_optimizer.zero_grad(set_to_none=True)
+@torch.no_grad()
+def validation_losses(
+    valid: data.Transitions, critics: Critics, critics_target: Critics, value_net: nn.Module, args: Args
+) -> dict[str, torch.Tensor]:
+    """valid/critic and valid/value on the held-out episodes (none with --validation-fraction 0, the default)."""
+    if len(valid) == 0:
+        return {}
+    critic_loss, value_loss = value_losses(valid, critics, critics_target, value_net, args)
+    return {"valid/critic": critic_loss, "valid/value": value_loss}
+
+
+def update_value(
+    batch: data.Transitions, critics: Critics, critics_target: Critics, value_net: nn.Module,
+    optimizers: dict[str, torch.optim.Optimizer], args: Args,
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    """One step on the Q and V losses, then one soft update of the target critics."""
+    critic_loss, value_loss = value_losses(batch, critics, critics_target, value_net, args)
+    optimizers["value"].zero_grad(set_to_none=True)
     (critic_loss + value_loss).backward()  # disjoint parameters: one backward serves both
-    value_optimizer.step()
+    optimizers["value"].step()
     with torch.no_grad():  # Qbar <- (1 - rate) Qbar + rate Q, in place
-        torch._foreach_lerp_(list(critic_target.parameters()), list(critic.parameters()), args.target_update_rate)
-    return {"critic_loss": critic_loss.detach(), "value_loss": value_loss.detach()}
+        torch._foreach_lerp_(list(critics_target.parameters()), list(critics.parameters()), args.target_update_rate)
+    return {"losses/critic": critic_loss.detach(), "losses/value": value_loss.detach()}
 
 
 def normalized_q_loss(q: torch.Tensor) -> torch.Tensor:
@@ -214,158 +239,78 @@ def normalized_q_loss(q: torch.Tensor) -> torch.Tensor:
     return -q.mean() / (q.abs().mean().detach() + 1e-6)
 
 
-def update_actor(batch, actor, critic, value_net, actor_optimizer, args: Args) -> dict[str, torch.Tensor]:
+def update_actor(
+    batch: data.Transitions, actor: Actor, critics: Critics, value_net: nn.Module,
+    optimizers: dict[str, torch.optim.Optimizer], args: Args,
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    """One step of DDPG+BC on the policy."""
     s, a = batch.observations, batch.actions
     mean_action = actor(s)
-    critic.requires_grad_(False)  # gradients flow through Q into the action only, not into the critic
-    q = critic(s, mean_action).min(0).values
-    critic.requires_grad_(True)
+    critics.requires_grad_(False)  # gradients flow through Q into the action only, not into the critics
+    q = critics(s, mean_action).min(0).values
+    critics.requires_grad_(True)
     # log pi(a|s) with OGBench's constant std 1: -||mu(s) - a||^2 / 2 + const (the learned std stays unused)
     log_prob = -0.5 * ((mean_action - a) ** 2).sum(-1)
     # J_DDPG+BC(pi) = E_{(s,a)~D} [ Q(s, mu(s)) + alpha log pi(a|s) ], maximised, the Q term normalised
     q_loss, bc_loss = normalized_q_loss(q), -args.alpha * log_prob.mean()
     actor_loss = q_loss + bc_loss
-    actor_optimizer.zero_grad(set_to_none=True)
+    optimizers["actor"].zero_grad(set_to_none=True)
     actor_loss.backward()
-    actor_optimizer.step()
-    return {"actor_loss": actor_loss.detach(), "q_loss": q_loss.detach(), "bc_loss": bc_loss.detach()}
+    optimizers["actor"].step()
+    return {"losses/actor": actor_loss.detach(), "losses/q": q_loss.detach(), "losses/bc": bc_loss.detach()}
 
 
-def main(args: Args) -> dict:
-    if args.total_steps <= 0 or args.batch_size <= 0:
-        raise ValueError("--total-steps and --batch-size must be positive integers.")
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    device = data.resolve_device(args.device)
-    run_name = f"{args.dataset.replace('/', '_')}__{args.exp_name}_{args.value}__{args.seed}__{int(time.time())}"
-    run_path = os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join(args.run_dir, run_name)
-    checkpoint_path = os.path.join(run_path, "checkpoint.pt")
+def main(args: Args) -> data.RunResult:
+    run = data.Run("ddpg_bc", args, variant=args.value)  # seeds, device, run folder; --resume: the checkpoint's settings
+    args, device = run.args, run.device
 
     # data: episodes split into train/validation; value and policy data are nested prefixes of train
     dataset = data.load_dataset(args.dataset)
-    transitions = data.to_transitions(dataset, device)
-    train, valid = data.split_by_episode(transitions, args.validation_fraction)
+    train, valid = data.split_by_episode(data.to_transitions(dataset, device), args.validation_fraction)
     train, valid = data.transform_rewards(train, valid, args.reward_scale, args.reward_shift, args.return_range_scale)
     value_train = data.subsample(train, args.value_data_fraction, seed=args.seed)
     policy_train = data.subsample(train, args.policy_data_fraction, seed=args.seed)
-    if args.batch_size > min(len(value_train), len(policy_train)):
-        raise ValueError(f"--batch-size {args.batch_size} is larger than the value or policy training data.")
     obs_dim, act_dim = train.observations.shape[1], train.actions.shape[1]
     larger = value_train if args.value_data_fraction >= args.policy_data_fraction else policy_train
     normalizer = data.Normalizer.fit(larger.observations) if args.normalize_obs else data.Normalizer.identity(obs_dim, device)
-    value_batches = value_train.with_observations(normalizer)
-    policy_batches = policy_train.with_observations(normalizer)
-    valid_batch = valid.with_observations(normalizer)
+    value_batches, policy_batches = value_train.with_observations(normalizer), policy_train.with_observations(normalizer)
+    valid_batches = valid.with_observations(normalizer)
     mse_states = {  # fixed random subsets of raw states: the MSE analysis stays cheap on 100k-transition datasets
         "train": policy_train.observations[torch.randperm(len(policy_train), device=device)[:MSE_STATES]],
         "valid": valid.observations[torch.randperm(len(valid), device=device)[:MSE_STATES]],
     }
 
-    critic = Critic(obs_dim, act_dim, args.hidden_dim, args.layer_norm).to(device)
-    critic_target = Critic(obs_dim, act_dim, args.hidden_dim, args.layer_norm).to(device).requires_grad_(False)
-    critic_target.load_state_dict(critic.state_dict())
+    low, high = dataset.action_space.low, dataset.action_space.high
+    critics = Critics(obs_dim, act_dim, args.hidden_dim, args.num_critics, args.layer_norm).to(device)
+    critics_target = Critics(obs_dim, act_dim, args.hidden_dim, args.num_critics, args.layer_norm).to(device)
+    critics_target.load_state_dict(critics.state_dict())
+    critics_target.requires_grad_(False)
     value_net = mlp(obs_dim, args.hidden_dim, 1, args.layer_norm).to(device)
-    actor = Actor(obs_dim, act_dim, args.hidden_dim, dataset.action_space.low, dataset.action_space.high).to(device)
-    value_optimizer = torch.optim.Adam([*critic.parameters(), *value_net.parameters()], lr=args.learning_rate, fused=True)
-    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True)
-    # speed options (off = eager): both update steps through torch.compile, or CUDA graphs
-    value_step = data.compile_step(update_value, args.compile, args.cudagraphs, device)
+    actor = Actor(obs_dim, act_dim, args.hidden_dim, low, high).to(device)
+    optimizers = {  # fused: one kernel per step; the critics and V share one (disjoint parameters)
+        "actor": torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True),
+        "value": torch.optim.Adam([*critics.parameters(), *value_net.parameters()], lr=args.learning_rate, fused=True),
+    }
+    value_step = data.compile_step(update_value, args.compile, args.cudagraphs, device)  # speed options; off = eager
     actor_step = data.compile_step(update_actor, args.compile, args.cudagraphs, device)
-    # the policies evaluated, by the suffix of their TensorBoard tags; the last one is the headline score
-    policies = {"": lambda obs: actor(normalizer(obs))}  # raw observations in, mean action out
-    eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
-    models = {"actor": actor, "critic": critic, "critic_target": critic_target, "value": value_net,
-              "actor_optimizer": actor_optimizer, "value_optimizer": value_optimizer}  # fmt: skip
+    policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, the mean action out
+    policies = {"": policy}  # the policies evaluated, by the tag of their eval/ and mse/ names ("": the headline)
 
-    def save(step: int) -> None:  # everything an exact continuation needs
-        state_dicts = {name: model.state_dict() for name, model in models.items()}
-        data.save_checkpoint(checkpoint_path, "ddpg_bc", asdict(args), step, state_dicts, normalizer)
-
-    first_step = 1
-    if args.resume:
-        state = data.load_checkpoint(args.resume, "ddpg_bc", device, dataset_id=args.dataset)
-        for name, model in models.items():
-            model.load_state_dict(state["models"][name])
-        data.set_rng_state(state["rng"])  # the batches drawn after the checkpoint are the ones a straight run draws
-        first_step = state["step"] + 1
-
-    writer = SummaryWriter(data.writable_run_dir(run_path))
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
-    if args.track:
-        import wandb
-
-        wandb.init(project=args.wandb_project, name=run_name, config=asdict(args), sync_tensorboard=True)
-
-    scores, scores_by_policy, start_time, eval_seconds = [], {suffix: [] for suffix in policies}, time.time(), 0.0
-    progress = tqdm(range(first_step, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
-    step = first_step - 1  # the last update done (a resumed run may have none left)
-    with data.GracefulInterrupt() as interrupt:
-        for step in progress:
-            value_batch, policy_batch = value_batches.sample(args.batch_size), policy_batches.sample(args.batch_size)
-            logs = value_step(value_batch, critic, critic_target, value_net, value_optimizer, args)
-            logs |= actor_step(policy_batch, actor, critic, value_net, actor_optimizer, args)
-
-            if step % args.log_every == 0 or step == args.total_steps:
-                logs = {name: value.item() for name, value in logs.items()}  # the only host sync, once per log_every
-                data.check_finite({f"losses/{name}": value for name, value in logs.items()}, step, checkpoint_path)
-                for name, value in logs.items():
-                    writer.add_scalar(f"losses/{name}", value, step)
-                writer.add_scalar("charts/updates_per_s", (step - first_step + 1) / (time.time() - start_time - eval_seconds), step)
-                if len(valid) > 0:
-                    critic_loss, value_loss = value_losses(valid_batch, critic, critic_target, value_net, args)
-                    writer.add_scalar("valid/critic_loss", critic_loss.item(), step)
-                    writer.add_scalar("valid/value_loss", value_loss.item(), step)
-                    with torch.no_grad():
-                        action_mse = ((actor(valid_batch.observations) - valid.actions) ** 2).mean()  # the actor's mean
-                        writer.add_scalar("valid/action_mse", action_mse.item(), step)
-
-            if step % args.eval_every == 0 or step == args.total_steps:
-                eval_start = time.time()
-                for suffix, policy in policies.items():
-                    result = data.evaluate(policy, eval_envs, dataset, seed=args.seed + 1_000, device=device)
-                    scores_by_policy[suffix].append(result.normalized_mean)
-                    writer.add_scalar(f"eval/return{suffix}", result.mean, step)
-                    writer.add_scalar(f"eval/normalized_score{suffix}", result.normalized_mean, step)
-                    # action MSE to the scripted expert on training / validation / visited states (Park et al. 2024)
-                    expert_mse = {
-                        split: data.expert_action_mse(policy, args.dataset, states, device)
-                        for split, states in (*mse_states.items(), ("eval", result.observations))
-                    }
-                    for split, mse in expert_mse.items():
-                        if np.isfinite(mse):
-                            writer.add_scalar(f"mse/{split}_expert{suffix}", mse, step)
-                scores.append(result.normalized_mean)  # the headline: the last policy's score and MSEs
-                if suffix:
-                    writer.add_scalar("eval/normalized_score", result.normalized_mean, step)
-                    for split, mse in expert_mse.items():
-                        if np.isfinite(mse):
-                            writer.add_scalar(f"mse/{split}_expert", mse, step)
-                progress.set_postfix(score=f"{result.normalized_mean:.1f}", actor_loss=f"{logs['actor_loss']:.3g}")
-                eval_seconds += time.time() - eval_start
-
-            if (args.checkpoint_every and step % args.checkpoint_every == 0) or (args.save_model and step == args.total_steps):
-                save(step)
-            if interrupt.requested:
-                save(step)
-                print(f"interrupted at step {step}; resume with: python algorithms/ddpg_bc.py --resume {checkpoint_path} "
-                      f"--dataset {args.dataset} --total-steps {args.total_steps}")  # fmt: skip
-                break
-
-    updates_per_s = (step - first_step + 1) / (time.time() - start_time - eval_seconds)
-    eval_envs.close()
-    writer.close()
-    if not scores:
-        return {"normalized_score": float("nan"), "scores": [], "updates_per_s": updates_per_s, "run_path": run_path}
-    print(
-        f"{args.dataset} ddpg_bc({args.value}) seed {args.seed}: normalized score {scores[-1]:.1f} "
-        f"(return {result.mean:.1f} +- {result.std:.1f}), {updates_per_s:.0f} updates/s, logs in {run_path}"
-    )
-    return {
-        "normalized_score": scores[-1], "scores": scores, "scores_by_policy": scores_by_policy,
-        "updates_per_s": updates_per_s, "run_path": run_path,
-    }  # fmt: skip
+    # everything an exact continuation needs
+    models = {"actor": actor, "critic": critics, "critic_target": critics_target, "value": value_net,
+              "actor_optimizer": optimizers["actor"], "value_optimizer": optimizers["value"]}  # fmt: skip
+    metrics = {}
+    for step in run.steps(models, normalizer):
+        value_batch, policy_batch = value_batches.sample(args.batch_size), policy_batches.sample(args.batch_size)
+        metrics |= value_step(value_batch, critics, critics_target, value_net, optimizers, args)
+        metrics |= actor_step(policy_batch, actor, critics, value_net, optimizers, args)
+        if run.logging(step):
+            valid_losses = validation_losses(valid_batches, critics, critics_target, value_net, args)
+            run.log(step, metrics | valid_losses | data.validation_mse(policy, valid))
+        if run.evaluating(step):
+            for tag, evaluated in policies.items():
+                run.evaluate(step, evaluated, dataset, mse_states, tag)
+    return run.result()
 
 
 if __name__ == "__main__":

@@ -12,18 +12,13 @@ pick the best behaviour present in the data by asking for a high return.
 Departures from the paper: observations are standardised with std + 1e-3 (the paper's code: std + 1e-6).
 """
 
-import os
-import random
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import tyro
-from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 import data
 
@@ -82,7 +77,7 @@ class Args:
     eval_every: int = 1_000
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
-    """episodes per evaluation and target return, run in parallel in a vector env"""
+    """episodes per evaluation and target return, run in parallel in a vector env (0 = no evaluation)"""
     log_every: int = 250
     """write losses to TensorBoard every this many updates"""
     run_dir: str = "runs"
@@ -94,7 +89,7 @@ class Args:
     checkpoint_every: int = 0
     """also write the checkpoint every this many updates (0 = never); Ctrl-C always writes one"""
     resume: str | None = None
-    """continue the run saved in this checkpoint.pt (same run folder, TensorBoard continues)"""
+    """continue the run saved in this checkpoint.pt: same folder, TensorBoard continues, the run's own settings (only --total-steps and run-control flags may change)"""
     progress: bool = True
     """show a progress bar (--no-progress for logs and CI)"""
     track: bool = False
@@ -196,25 +191,47 @@ def sample_windows(train: data.Transitions, episode_start: torch.Tensor, returns
     )  # fmt: skip
 
 
-def update(model, optimizer, scheduler, batch, grad_clip: float) -> torch.Tensor:
+def update(batch: tuple[torch.Tensor, ...], model: DecisionTransformer, optimizers: dict[str, torch.optim.Optimizer],
+           args: Args) -> dict[str, torch.Tensor]:  # fmt: skip
+    """One step on a batch of windows; the learning-rate schedule steps in the loop."""
     returns_to_go, states, actions, timesteps, valid = batch
     predicted = model(returns_to_go, states, actions, timesteps, valid)
     # L = E || pi(R_{<=t}, s_{<=t}, a_{<t}) - a_t ||^2 over the real (unpadded) steps of each window
     mask = valid[..., None].float()
     loss = (((predicted - actions) ** 2) * mask).sum() / (mask.sum() * actions.shape[-1])
-    optimizer.zero_grad(set_to_none=True)
+    optimizers["model"].zero_grad(set_to_none=True)
     loss.backward()
-    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    scheduler.step()
-    return loss.detach()
+    nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+    optimizers["model"].step()
+    return {"losses/actor": loss.detach()}
+
+
+def validation_mse(model: DecisionTransformer, valid_windows: tuple, K: int) -> dict[str, torch.Tensor]:
+    """valid/action_mse on 1024 windows of the held-out episodes (none with --validation-fraction 0, the default)."""
+    if len(valid_windows[0]) == 0:
+        return {}
+    model.eval()
+    with torch.no_grad():
+        windows = sample_windows(*valid_windows, 1024, K)
+        predicted, mask = model(*windows), windows[-1][..., None].float()
+        return {"valid/action_mse": (((predicted - windows[2]) ** 2) * mask).sum() / (mask.sum() * predicted.shape[-1])}
+
+
+def return_conditioning(train: data.Transitions, args: Args) -> tuple[float, tuple[float, ...]]:
+    """The returns-to-go scale (--rtg-scale, or the largest |episode return|) and the target returns to evaluate
+    (--target-returns, or the best episode return and the midpoint of the worst and the best)."""
+    episode_returns = train.episode_returns[train.episode_starts]
+    rtg_scale = args.rtg_scale or float(episode_returns.abs().max().clamp_min(1e-6))
+    best, worst = float(episode_returns.max()), float(episode_returns.min())
+    return rtg_scale, tuple(args.target_returns or (best, (best + worst) / 2))
 
 
 class ContextPolicy:
     """The evaluation policy: one context of the last K (R, s, a, t) per env of the vector env.
 
     data.evaluate() calls policy(observations) then on_reward(rewards) every step; all envs start
-    together, so every context has the same length and needs no padding.
+    together, so every context has the same length and needs no padding. A batch of another size (the
+    states of the expert action MSE, after an evaluation) starts fresh contexts: each state as a first step.
     """
 
     def __init__(self, model: DecisionTransformer, normalizer: data.Normalizer, K: int, rtg_scale: float):
@@ -222,11 +239,12 @@ class ContextPolicy:
 
     def reset(self, target_return: float) -> None:
         """Call before each evaluate(): empty contexts, R_1 = the target return."""
-        self.return_to_go, self.context, self.t = target_return / self.rtg_scale, None, 0
+        self.target_return, self.context = target_return, None
 
     def __call__(self, observations: torch.Tensor) -> torch.Tensor:
         n, device = observations.shape[0], observations.device
-        if self.context is None:
+        if self.context is None or self.context[0].shape[0] != n:
+            self.return_to_go, self.t = self.target_return / self.rtg_scale, 0
             widths = (1, observations.shape[1], self.model.action_scale.shape[0])
             self.context = [torch.zeros(n, 0, width, device=device) for width in widths]
             self.context.append(torch.zeros(n, 0, dtype=torch.long, device=device))  # timesteps
@@ -246,138 +264,47 @@ class ContextPolicy:
         self.t += 1
 
 
-def main(args: Args) -> dict:
-    if args.total_steps <= 0 or args.batch_size <= 0 or args.context_length <= 0:
-        raise ValueError("--total-steps, --batch-size and --context-length must be positive integers.")
-    if args.embed_dim % args.num_heads:
-        raise ValueError(f"--embed-dim {args.embed_dim} must be divisible by --num-heads {args.num_heads}.")
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    device = data.resolve_device(args.device)
-    run_name = f"{args.dataset.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_path = os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join(args.run_dir, run_name)
-    checkpoint_path = os.path.join(run_path, "checkpoint.pt")
+def main(args: Args) -> data.RunResult:
+    if args.context_length <= 0 or args.embed_dim % args.num_heads:
+        raise ValueError(f"--context-length must be positive, and --embed-dim {args.embed_dim} divisible by "
+                         f"--num-heads {args.num_heads}.")  # fmt: skip
+    run = data.Run("dt", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
+    args, device, K = run.args, run.device, run.args.context_length
 
-    # data: episodes split into train/validation; returns-to-go and episode starts for the windows
+    # data: every transition (a validation split if asked), states normalised; windows are cut from (transitions,
+    # the index of each one's episode start, returns-to-go / rtg_scale)
     dataset = data.load_dataset(args.dataset)
-    transitions = data.to_transitions(dataset, device)
-    train, valid = data.split_by_episode(transitions, args.validation_fraction)
+    train, valid = data.split_by_episode(data.to_transitions(dataset, device), args.validation_fraction)
     obs_dim, act_dim = train.observations.shape[1], train.actions.shape[1]
-    identity = data.Normalizer.identity(obs_dim, device)
-    normalizer = data.Normalizer.fit(train.observations) if args.normalize_obs else identity
-    episode_returns = train.episode_returns[train.episode_starts]
-    rtg_scale = args.rtg_scale or float(episode_returns.abs().max().clamp_min(1e-6))
-    best, worst = float(episode_returns.max()), float(episode_returns.min())
-    target_returns = args.target_returns or (best, (best + worst) / 2)
-    train_windows = train.with_observations(normalizer)
-    episode_start = torch.arange(len(train), device=device) - train.timesteps
-    train_returns_to_go = train.returns_to_go / rtg_scale
-    valid_windows = (valid.with_observations(normalizer), torch.arange(len(valid), device=device) - valid.timesteps,
-                     valid.returns_to_go / rtg_scale)  # fmt: skip
+    normalizer = data.Normalizer.fit(train.observations) if args.normalize_obs else data.Normalizer.identity(obs_dim, device)
+    rtg_scale, target_returns = return_conditioning(train, args)
+    train_windows, valid_windows = [(t.with_observations(normalizer), torch.arange(len(t), device=device) - t.timesteps,
+                                     t.returns_to_go / rtg_scale) for t in (train, valid)]  # fmt: skip
 
-    K = args.context_length
     model = DecisionTransformer(obs_dim, act_dim, args, dataset.action_space.low, dataset.action_space.high).to(device)
     # fused: one kernel per step; lr a tensor, so the warm-up schedule never makes --compile recompile
     learning_rate = torch.tensor(args.learning_rate, device=device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=args.weight_decay, fused=True)
+    optimizers = {"model": torch.optim.AdamW(model.parameters(), learning_rate, weight_decay=args.weight_decay, fused=True)}
     warmup = args.warmup_steps if args.warmup_steps is not None else max(1, args.total_steps // 10)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizers["model"], lambda step: min(1.0, (step + 1) / max(1, warmup)))
     update_step = data.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
     policy = ContextPolicy(model, normalizer, K, rtg_scale)
-    eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
-    hyperparameters = asdict(args) | {"rtg_scale": rtg_scale, "target_returns": tuple(target_returns)}
-    models = {"model": model, "optimizer": optimizer, "scheduler": scheduler}  # the warm-up's position included
 
-    def save(step: int) -> None:
-        state_dicts = {name: module.state_dict() for name, module in models.items()}
-        data.save_checkpoint(checkpoint_path, "dt", hyperparameters, step, state_dicts, normalizer)
-
-    first_step = 1
-    if args.resume:
-        state = data.load_checkpoint(args.resume, "dt", device, dataset_id=args.dataset)
-        for name, module in models.items():
-            module.load_state_dict(state["models"][name])
-        data.set_rng_state(state["rng"])  # the windows drawn after the checkpoint are the ones a straight run draws
-        first_step = state["step"] + 1
-
-    writer = SummaryWriter(data.writable_run_dir(run_path))
-    table = "\n".join(f"|{k}|{v}|" for k, v in hyperparameters.items())
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
-    if args.track:
-        import wandb
-
-        wandb.init(project=args.wandb_project, name=run_name, config=hyperparameters, sync_tensorboard=True)
-
-    scores, scores_by_target, start_time, eval_seconds = [], {}, time.time(), 0.0
-    progress = tqdm(range(first_step, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
-    step = first_step - 1  # the last update done (a resumed run may have none left)
-    with data.GracefulInterrupt() as interrupt:
-        for step in progress:
-            model.train()
-            batch = sample_windows(train_windows, episode_start, train_returns_to_go, args.batch_size, K)
-            loss = update_step(model, optimizer, scheduler, batch, args.grad_clip)
-
-            if step % args.log_every == 0 or step == args.total_steps:
-                loss = loss.item()  # the only host sync, once per log_every updates
-                data.check_finite({"losses/action_mse": loss}, step, checkpoint_path)
-                writer.add_scalar("losses/action_mse", loss, step)
-                writer.add_scalar("charts/learning_rate", scheduler.get_last_lr()[0], step)
-                writer.add_scalar("charts/updates_per_s", (step - first_step + 1) / (time.time() - start_time - eval_seconds), step)
-                model.eval()
-                with torch.no_grad():
-                    if len(valid) > 0:  # none with --validation-fraction 0
-                        windows = sample_windows(*valid_windows, 1024, K)
-                        predicted, mask = model(*windows), windows[-1][..., None].float()
-                        valid_mse = (((predicted - windows[2]) ** 2) * mask).sum() / (mask.sum() * act_dim)
-                        writer.add_scalar("valid/action_mse", valid_mse.item(), step)
-
-            if step % args.eval_every == 0 or step == args.total_steps:
-                eval_start = time.time()
-                model.eval()
-                results = {}
-                for target in target_returns:
-                    policy.reset(target)
-                    result = data.evaluate(
-                        policy, eval_envs, dataset, seed=args.seed + 1_000, device=device, on_reward=policy.on_reward
-                    )
-                    results[target] = result
-                    scores_by_target.setdefault(target, []).append(result.normalized_mean)
-                    writer.add_scalar(f"eval/return_target_{target:g}", result.mean, step)
-                    writer.add_scalar(f"eval/normalized_score_target_{target:g}", result.normalized_mean, step)
-                # the headline score is the first target's (default: the best return in the data)
-                result = results[target_returns[0]]
-                scores.append(result.normalized_mean)
-                writer.add_scalar("eval/return", result.mean, step)
-                writer.add_scalar("eval/normalized_score", result.normalized_mean, step)
-                progress.set_postfix(score=f"{result.normalized_mean:.1f}", loss=f"{loss:.4f}")
-                eval_seconds += time.time() - eval_start
-
-            if (args.checkpoint_every and step % args.checkpoint_every == 0) or (args.save_model and step == args.total_steps):
-                save(step)
-            if interrupt.requested:
-                save(step)
-                print(f"interrupted at step {step}; resume with: python algorithms/dt.py --resume {checkpoint_path} "
-                      f"--dataset {args.dataset} --total-steps {args.total_steps}")  # fmt: skip
-                break
-
-    updates_per_s = (step - first_step + 1) / (time.time() - start_time - eval_seconds)
-    eval_envs.close()
-    writer.close()
-    if not scores:
-        return {"normalized_score": float("nan"), "scores": [], "updates_per_s": updates_per_s, "run_path": run_path}
-    per_target = ", ".join(f"target {t:g}: {s[-1]:.1f}" for t, s in scores_by_target.items())
-    print(
-        f"{args.dataset} dt seed {args.seed}: normalized score {scores[-1]:.1f} "
-        f"({per_target}; rtg scale {rtg_scale:g}), "
-        f"{updates_per_s:.1f} updates/s, logs in {run_path}"
-    )
-    return {
-        "normalized_score": scores[-1], "scores": scores, "updates_per_s": updates_per_s, "run_path": run_path,
-        "score_by_target": {t: s[-1] for t, s in scores_by_target.items()}, "scores_by_target": scores_by_target,
-        "rtg_scale": rtg_scale, "target_returns": tuple(target_returns),
-    }  # fmt: skip
+    # everything an exact continuation needs, the warm-up's position included
+    models = {"model": model, "optimizer": optimizers["model"], "scheduler": scheduler}
+    for step in run.steps(models, normalizer):
+        model.train()
+        metrics = update_step(sample_windows(*train_windows, args.batch_size, K), model, optimizers, args)
+        scheduler.step()  # linear warm-up from 0 to --learning-rate over `warmup` updates
+        if run.logging(step):
+            metrics["charts/learning_rate"] = scheduler.get_last_lr()[0]
+            run.log(step, metrics | validation_mse(model, valid_windows, K))
+        if run.evaluating(step):
+            model.eval()
+            for i, target in enumerate(target_returns):  # the first is the headline score (default: the best return)
+                policy.reset(target)
+                run.evaluate(step, policy, dataset, tag=f"_target_{target:g}" if i else "", on_reward=policy.on_reward)
+    return run.result()
 
 
 if __name__ == "__main__":

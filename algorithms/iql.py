@@ -18,17 +18,13 @@ V first). No flag for CORL's deterministic actor (its hopper-medium and -medium-
 """
 
 import copy
-import os
-import random
-import time
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn as nn
 import tyro
-from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 import data
 
@@ -88,7 +84,7 @@ class Args:
     eval_every: int = 5_000
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
-    """episodes per evaluation, run in parallel in a vector env"""
+    """episodes per evaluation, run in parallel in a vector env (0 = no evaluation)"""
     log_every: int = 500
     """write losses to TensorBoard every this many updates"""
     run_dir: str = "runs"
@@ -100,7 +96,7 @@ class Args:
     checkpoint_every: int = 0
     """also write the checkpoint every this many updates (0 = never); Ctrl-C always writes one"""
     resume: str | None = None
-    """continue the run saved in this checkpoint.pt (same run folder, TensorBoard continues)"""
+    """continue the run saved in this checkpoint.pt: same folder, TensorBoard continues, the run's own settings (only --total-steps and run-control flags may change)"""
     progress: bool = True
     """show a progress bar (--no-progress for logs and CI)"""
     track: bool = False
@@ -138,11 +134,11 @@ class GaussianActor(nn.Module):
 
 
 class EnsembleLinear(nn.Module):
-    """num_members independent linear layers applied as one batched matmul: (E, B, in) -> (E, B, out)."""
+    """`num_members` independent linear layers applied as one batched matmul: (E, B, in) -> (E, B, out)."""
 
     def __init__(self, num_members: int, in_dim: int, out_dim: int):
         super().__init__()
-        bound = 1 / np.sqrt(in_dim)  # nn.Linear's default initialisation range
+        bound = 1 / math.sqrt(in_dim)  # nn.Linear's default initialisation, per member
         self.weight = nn.Parameter(torch.empty(num_members, in_dim, out_dim).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
 
@@ -151,7 +147,7 @@ class EnsembleLinear(nn.Module):
 
 
 class Critics(nn.Module):
-    """An ensemble of Q networks; Q(s, a) has shape (num_critics, batch)."""
+    """An ensemble of Q(s, a) MLPs evaluated in one pass: returns (num_critics, batch)."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, num_critics: int):
         super().__init__()
@@ -163,7 +159,7 @@ class Critics(nn.Module):
         )  # fmt: skip
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([obs, actions], -1).expand(self.num_critics, -1, -1)
+        x = torch.cat([obs, actions], -1).expand(self.num_critics, -1, -1)  # the same batch for every critic
         return self.net(x).squeeze(-1)
 
 
@@ -188,8 +184,8 @@ def advantage_weights(advantages: torch.Tensor, temperature: float, max_weight: 
 
 
 def update(
-    actor: GaussianActor, critic: Critics, target_critic: Critics, value: ValueNetwork,
-    optimizers: dict[str, torch.optim.Optimizer], batch: data.Transitions, args: Args,
+    batch: data.Transitions, actor: GaussianActor, critic: Critics, target_critic: Critics, value: ValueNetwork,
+    optimizers: dict[str, torch.optim.Optimizer], args: Args,
 ) -> dict[str, torch.Tensor]:  # fmt: skip
     with torch.no_grad():
         target_q = target_critic(batch.observations, batch.actions).min(0).values
@@ -221,46 +217,43 @@ def update(
     with torch.no_grad():
         torch._foreach_lerp_(list(target_critic.parameters()), list(critic.parameters()), args.target_update_rate)
     return {
-        "value_loss": value_loss.detach(), "actor_loss": actor_loss.detach(), "critic_loss": critic_loss.detach(),
-        "q_mean": q.detach().mean(), "v_mean": v.detach().mean(), "weights_mean": weights.mean(),
-        "weights_clipped": (weights >= args.max_weight).float().mean(),
+        "losses/value": value_loss.detach(), "losses/actor": actor_loss.detach(), "losses/critic": critic_loss.detach(),
+        "q/data_mean": q.detach().mean(), "actor/weight_mean": weights.mean(),
+        "actor/weights_clipped": (weights >= args.max_weight).float().mean(),
     }  # fmt: skip
 
 
 @torch.no_grad()
-def validation_losses(actor, critic, target_critic, value, valid: data.Transitions, args: Args) -> dict[str, float]:
-    """The same losses on held-out episodes (already normalised and reward-transformed)."""
+def validation_losses(
+    valid: data.Transitions, actor: GaussianActor, critic: Critics, target_critic: Critics, value: ValueNetwork,
+    args: Args,
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    """The same losses on held-out episodes (already normalised and reward-transformed); none without them."""
+    if len(valid) == 0:  # no validation episodes with --validation-fraction 0, the default
+        return {}
+    actor.eval()  # no dropout when measuring
     v = value(valid.observations)
     target_q = target_critic(valid.observations, valid.actions).min(0).values
     td_target = valid.rewards + args.discount * (1.0 - valid.terminals) * value(valid.next_observations)
     q = critic(valid.observations, valid.actions)
-    return {
-        "value_loss": expectile_loss(target_q - v, args.expectile).mean().item(),
-        "critic_loss": ((q - td_target) ** 2).mean(1).sum().item(),
-        "action_mse": ((actor(valid.observations) - valid.actions) ** 2).mean().item(),
+    losses = {
+        "valid/value": expectile_loss(target_q - v, args.expectile).mean(),
+        "valid/critic": ((q - td_target) ** 2).mean(1).sum(),
+        "valid/action_mse": ((actor(valid.observations) - valid.actions) ** 2).mean(),
     }
+    actor.train()
+    return losses
 
 
-def main(args: Args) -> dict:
-    if args.total_steps <= 0 or args.batch_size <= 0:
-        raise ValueError("--total-steps and --batch-size must be positive integers.")
+def main(args: Args) -> data.RunResult:
     if not 0 < args.expectile < 1:
         raise ValueError(f"--expectile must be in (0, 1), got {args.expectile}.")
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    device = data.resolve_device(args.device)
-    run_name = f"{args.dataset.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_path = os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join(args.run_dir, run_name)
-    checkpoint_path = os.path.join(run_path, "checkpoint.pt")
+    run = data.Run("iql", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
+    args, device = run.args, run.device
 
-    # data: split by episode; rewards transformed and observations normalised for the learner only
+    # data: every transition (a validation split if asked), rewards transformed as the flags ask, states normalised
     dataset = data.load_dataset(args.dataset)
-    transitions = data.to_transitions(dataset, device)
-    train, valid = data.split_by_episode(transitions, args.validation_fraction)
-    if args.batch_size > len(train):
-        raise ValueError(f"--batch-size {args.batch_size} is larger than the {len(train)} training transitions.")
+    train, valid = data.split_by_episode(data.to_transitions(dataset, device), args.validation_fraction)
     obs_dim, act_dim = train.observations.shape[1], train.actions.shape[1]
     normalizer = data.Normalizer.fit(train.observations) if args.normalize_obs else data.Normalizer.identity(obs_dim, device)
     train_batches, valid_batches = [
@@ -279,94 +272,29 @@ def main(args: Args) -> dict:
         "critic": torch.optim.Adam(critic.parameters(), lr=args.critic_lr, fused=True),
         "value": torch.optim.Adam(value.parameters(), lr=args.value_lr, fused=True),
     }
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR
+    scheduler = cosine(optimizers["actor"], args.total_steps) if args.cosine_actor_lr else None  # lr 0 at the last step
     update_step = data.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
-    scheduler = None
-    if args.cosine_actor_lr:
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizers["actor"], args.total_steps)
     policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, mean action out
-    eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
+
     # everything an exact continuation needs: networks, optimizers and the cosine schedule's position
     models = {"actor": actor, "critic": critic, "target_critic": target_critic, "value": value}
     models |= {f"{name}_optimizer": optimizer for name, optimizer in optimizers.items()}
     if scheduler is not None:
         models["actor_scheduler"] = scheduler
-
-    def save(step: int) -> None:
-        state_dicts = {name: model.state_dict() for name, model in models.items()}
-        data.save_checkpoint(checkpoint_path, "iql", asdict(args), step, state_dicts, normalizer)
-
-    first_step = 1
-    if args.resume:
-        state = data.load_checkpoint(args.resume, "iql", device, dataset_id=args.dataset)
-        for name, model in models.items():
-            model.load_state_dict(state["models"][name])
-        data.set_rng_state(state["rng"])  # the batches (and dropout masks) after the checkpoint are a straight run's
-        first_step = state["step"] + 1
-
-    writer = SummaryWriter(data.writable_run_dir(run_path))
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
-    if args.track:
-        import wandb
-
-        wandb.init(project=args.wandb_project, name=run_name, config=asdict(args), sync_tensorboard=True)
-
-    scores, start_time, eval_seconds = [], time.time(), 0.0
-    progress = tqdm(range(first_step, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
-    step = first_step - 1  # the last update done (a resumed run may have none left)
-    with data.GracefulInterrupt() as interrupt:
-        for step in progress:
-            metrics = update_step(actor, critic, target_critic, value, optimizers, train_batches.sample(args.batch_size), args)
-            if scheduler is not None:
-                scheduler.step()
-
-            if step % args.log_every == 0 or step == args.total_steps:
-                metrics = {name: number.item() for name, number in metrics.items()}  # the only host sync
-                losses = {f"losses/{name}": metrics[name] for name in ("value_loss", "actor_loss", "critic_loss")}
-                data.check_finite(losses, step, checkpoint_path)
-                for name, number in metrics.items():
-                    writer.add_scalar(f"losses/{name}", number, step)
-                writer.add_scalar("charts/actor_lr", optimizers["actor"].param_groups[0]["lr"], step)
-                writer.add_scalar("charts/updates_per_s", (step - first_step + 1) / (time.time() - start_time - eval_seconds), step)
-                if len(valid):  # no validation episodes with --validation-fraction 0, the default
-                    actor.eval()  # no dropout when measuring
-                    for name, number in validation_losses(actor, critic, target_critic, value, valid_batches, args).items():
-                        writer.add_scalar(f"valid/{name}", number, step)
-                    actor.train()
-
-            if step % args.eval_every == 0 or step == args.total_steps:
-                eval_start = time.time()
-                actor.eval()
-                result = data.evaluate(policy, eval_envs, dataset, seed=args.seed + 1_000, device=device)
-                scores.append(result.normalized_mean)
-                writer.add_scalar("eval/return", result.mean, step)
-                writer.add_scalar("eval/normalized_score", result.normalized_mean, step)
-                # action MSE to the scripted expert on training / validation / visited states (Park et al. 2024)
-                for split, states in (("train", train.observations), ("valid", valid.observations), ("eval", result.observations)):
-                    mse = data.expert_action_mse(policy, args.dataset, states, device)
-                    if np.isfinite(mse):
-                        writer.add_scalar(f"mse/{split}_expert", mse, step)
-                actor.train()
-                progress.set_postfix(score=f"{result.normalized_mean:.1f}")
-                eval_seconds += time.time() - eval_start
-
-            if (args.checkpoint_every and step % args.checkpoint_every == 0) or (args.save_model and step == args.total_steps):
-                save(step)
-            if interrupt.requested:
-                save(step)
-                print(f"interrupted at step {step}; resume with: python algorithms/iql.py --resume {checkpoint_path} "
-                      f"--dataset {args.dataset} --total-steps {args.total_steps}")  # fmt: skip
-                break
-
-    updates_per_s = (step - first_step + 1) / (time.time() - start_time - eval_seconds)
-    eval_envs.close()
-    writer.close()
-    if not scores:
-        return {"normalized_score": float("nan"), "scores": [], "updates_per_s": updates_per_s, "run_path": run_path}
-    print(
-        f"{args.dataset} iql seed {args.seed}: normalized score {scores[-1]:.1f} "
-        f"(return {result.mean:.1f} +- {result.std:.1f}), {updates_per_s:.0f} updates/s, logs in {run_path}"
-    )
-    return {"normalized_score": scores[-1], "scores": scores, "updates_per_s": updates_per_s, "run_path": run_path}
+    for step in run.steps(models, normalizer):
+        batch = train_batches.sample(args.batch_size)
+        metrics = update_step(batch, actor, critic, target_critic, value, optimizers, args)
+        if scheduler is not None:
+            scheduler.step()
+        if run.logging(step):
+            metrics["charts/actor_lr"] = optimizers["actor"].param_groups[0]["lr"]
+            run.log(step, metrics | validation_losses(valid_batches, actor, critic, target_critic, value, args))
+        if run.evaluating(step):
+            actor.eval()  # the mean action, no dropout
+            run.evaluate(step, policy, dataset, {"train": train.observations, "valid": valid.observations})
+            actor.train()
+    return run.result()
 
 
 if __name__ == "__main__":

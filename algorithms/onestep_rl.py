@@ -20,18 +20,14 @@ log-std soft-clamped to [-1, 1] and [-5, 0]); the reverse-KL term is estimated f
 """
 
 import copy
-import os
-import random
-import time
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn as nn
 import tyro
-from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 import data
 
@@ -87,7 +83,7 @@ class Args:
     eval_every: int = 5_000
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
-    """episodes per evaluation, run in parallel in a vector env"""
+    """episodes per evaluation, run in parallel in a vector env (0 = no evaluation)"""
     log_every: int = 500
     """write losses to TensorBoard every this many updates"""
     run_dir: str = "runs"
@@ -99,7 +95,7 @@ class Args:
     checkpoint_every: int = 0
     """also write the checkpoint every this many updates (0 = never); Ctrl-C always writes one"""
     resume: str | None = None
-    """continue the run saved in this checkpoint.pt (same run folder, TensorBoard continues)"""
+    """continue the run saved in this checkpoint.pt: same folder, TensorBoard continues, the run's own settings (only --total-steps and run-control flags may change)"""
     progress: bool = True
     """show a progress bar (--no-progress for logs and CI)"""
     track: bool = False
@@ -144,11 +140,11 @@ class GaussianPolicy(nn.Module):
 
 
 class EnsembleLinear(nn.Module):
-    """num_members independent linear layers applied as one batched matmul: (E, B, in) -> (E, B, out)."""
+    """`num_members` independent linear layers applied as one batched matmul: (E, B, in) -> (E, B, out)."""
 
     def __init__(self, num_members: int, in_dim: int, out_dim: int):
         super().__init__()
-        bound = 1 / np.sqrt(in_dim)  # nn.Linear's default initialisation range
+        bound = 1 / math.sqrt(in_dim)  # nn.Linear's default initialisation, per member
         self.weight = nn.Parameter(torch.empty(num_members, in_dim, out_dim).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
 
@@ -157,7 +153,7 @@ class EnsembleLinear(nn.Module):
 
 
 class Critics(nn.Module):
-    """An ensemble of Q networks; Q(s, a) has shape (num_critics, batch)."""
+    """An ensemble of Q(s, a) MLPs evaluated in one pass: returns (num_critics, batch)."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, num_critics: int):
         super().__init__()
@@ -169,7 +165,7 @@ class Critics(nn.Module):
         )  # fmt: skip
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([obs, actions], -1).expand(self.num_critics, -1, -1)
+        x = torch.cat([obs, actions], -1).expand(self.num_critics, -1, -1)  # the same batch for every critic
         return self.net(x).squeeze(-1)
 
 
@@ -205,8 +201,8 @@ def sarsa_critic_loss(critic: Critics, target_critic: Critics, batch: data.Trans
 
 
 def update(
-    behaviour: GaussianPolicy, actor: GaussianPolicy, critic: Critics, target_critic: Critics,
-    optimizers: dict[str, torch.optim.Optimizer], batch: data.Transitions, args: Args,
+    batch: data.Transitions, behaviour: GaussianPolicy, actor: GaussianPolicy, critic: Critics, target_critic: Critics,
+    optimizers: dict[str, torch.optim.Optimizer], args: Args,
 ) -> dict[str, torch.Tensor]:  # fmt: skip
     s, a = batch.observations, batch.actions
     # L_beta = -E_{(s,a)~D} [ log beta_hat(a|s) ]
@@ -222,7 +218,8 @@ def update(
     # theta_target <- (1 - rate) theta_target + rate theta, in place (outside autograd: no graph)
     with torch.no_grad():
         torch._foreach_lerp_(list(target_critic.parameters()), list(critic.parameters()), args.target_update_rate)
-    metrics = {"behaviour_loss": behaviour_loss.detach(), "critic_loss": critic_loss.detach(), "q_mean": q.detach().mean()}
+    metrics = {"losses/behaviour": behaviour_loss.detach(), "losses/critic": critic_loss.detach(),
+               "q/data_mean": q.detach().mean()}  # fmt: skip
 
     if args.improvement == "exp_weight":
         # L_pi = -E_{(s,a)~D} [ min(exp(tau (Q(s,a) - V^beta(s))), 100) log pi(a|s) ],  V^beta(s) = E_{a~beta_hat} Q(s,a)
@@ -231,7 +228,8 @@ def update(
             advantages = target_critic(s, a).min(0).values - value
             weights = advantage_weights(advantages, args.temperature, args.max_weight)
         actor_loss = -(weights * actor.log_prob(s, a)).mean()
-        metrics.update(advantage_mean=advantages.mean(), weights_clipped=(weights >= args.max_weight).float().mean())
+        clipped = (weights >= args.max_weight).float().mean()
+        metrics |= {"actor/advantage_mean": advantages.mean(), "actor/weights_clipped": clipped}
     elif args.improvement == "reverse_kl":
         # L_pi = E_s E_{a~pi} [ alpha (log pi(a|s) - log beta_hat(a|s)) - Q(s,a) ]  (reparameterised)
         # (the gradient flows through the sampled action into log beta_hat too; the stray gradients on beta_hat's
@@ -245,27 +243,31 @@ def update(
     actor_loss.backward()
     optimizers["actor"].step()
 
-    return {**metrics, "actor_loss": actor_loss.detach()}
+    return metrics | {"losses/actor": actor_loss.detach()}
 
 
-def main(args: Args) -> dict:
-    if args.total_steps <= 0 or args.batch_size <= 0 or args.num_action_samples <= 0:
-        raise ValueError("--total-steps, --batch-size and --num-action-samples must be positive integers.")
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    device = data.resolve_device(args.device)
-    run_name = f"{args.dataset.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_path = os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join(args.run_dir, run_name)
-    checkpoint_path = os.path.join(run_path, "checkpoint.pt")
+@torch.no_grad()
+def validation_losses(
+    valid: data.Transitions, behaviour: GaussianPolicy, critic: Critics, target_critic: Critics, args: Args
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    """The SARSA and behaviour losses on held-out episodes (already normalised and reward-transformed); none without them."""
+    if len(valid) == 0:  # no validation episodes with --validation-fraction 0, the default
+        return {}
+    return {
+        "valid/critic": sarsa_critic_loss(critic, target_critic, valid, args)[0],
+        "valid/behaviour": -behaviour.log_prob(valid.observations, valid.actions).mean(),
+    }
 
-    # data: split by episode; rewards transformed and observations normalised for the learner only
+
+def main(args: Args) -> data.RunResult:
+    if args.num_action_samples <= 0:
+        raise ValueError(f"--num-action-samples must be a positive integer, got {args.num_action_samples}.")
+    run = data.Run("onestep_rl", args)  # seeds, device, run folder, TensorBoard; --resume: the checkpoint's settings
+    args, device = run.args, run.device
+
+    # data: every transition (a validation split if asked), rewards transformed as the flags ask, states normalised
     dataset = data.load_dataset(args.dataset)
-    transitions = data.to_transitions(dataset, device)
-    train, valid = data.split_by_episode(transitions, args.validation_fraction)
-    if args.batch_size > len(train):
-        raise ValueError(f"--batch-size {args.batch_size} is larger than the {len(train)} training transitions.")
+    train, valid = data.split_by_episode(data.to_transitions(dataset, device), args.validation_fraction)
     obs_dim, act_dim = train.observations.shape[1], train.actions.shape[1]
     normalizer = data.Normalizer.fit(train.observations) if args.normalize_obs else data.Normalizer.identity(obs_dim, device)
     train_batches, valid_batches = [
@@ -288,81 +290,19 @@ def main(args: Args) -> dict:
     else:
         act = actor
     policy = lambda obs: act(normalizer(obs))  # noqa: E731 - raw observations in, actions out
-    eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
+
+    # everything an exact continuation needs
     models = {"behaviour": behaviour, "actor": actor, "critic": critic, "target_critic": target_critic}
     models |= {f"{name}_optimizer": optimizer for name, optimizer in optimizers.items()}
-
-    def save(step: int) -> None:  # everything an exact continuation needs
-        state_dicts = {name: model.state_dict() for name, model in models.items()}
-        data.save_checkpoint(checkpoint_path, "onestep_rl", asdict(args), step, state_dicts, normalizer)
-
-    first_step = 1
-    if args.resume:
-        state = data.load_checkpoint(args.resume, "onestep_rl", device, dataset_id=args.dataset)
-        for name, model in models.items():
-            model.load_state_dict(state["models"][name])
-        data.set_rng_state(state["rng"])  # the batches drawn after the checkpoint are the ones a straight run draws
-        first_step = state["step"] + 1
-
-    writer = SummaryWriter(data.writable_run_dir(run_path))
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
-    if args.track:
-        import wandb
-
-        wandb.init(project=args.wandb_project, name=run_name, config=asdict(args), sync_tensorboard=True)
-
-    scores, start_time, eval_seconds = [], time.time(), 0.0
-    progress = tqdm(range(first_step, args.total_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
-    step = first_step - 1  # the last update done (a resumed run may have none left)
-    with data.GracefulInterrupt() as interrupt:
-        for step in progress:
-            metrics = update_step(behaviour, actor, critic, target_critic, optimizers, train_batches.sample(args.batch_size), args)
-
-            if step % args.log_every == 0 or step == args.total_steps:
-                metrics = {name: number.item() for name, number in metrics.items()}  # the only host sync
-                data.check_finite({f"losses/{n}": x for n, x in metrics.items() if n.endswith("_loss")}, step, checkpoint_path)
-                for name, number in metrics.items():
-                    writer.add_scalar(f"losses/{name}", number, step)
-                writer.add_scalar("charts/updates_per_s", (step - first_step + 1) / (time.time() - start_time - eval_seconds), step)
-                if len(valid):  # the same losses and the action MSE on held-out episodes (none by default)
-                    with torch.no_grad():
-                        v = valid_batches
-                        writer.add_scalar("valid/critic_loss", sarsa_critic_loss(critic, target_critic, v, args)[0].item(), step)
-                        writer.add_scalar("valid/behaviour_loss", -behaviour.log_prob(v.observations, v.actions).mean().item(), step)
-                        writer.add_scalar("valid/action_mse", ((act(v.observations) - v.actions) ** 2).mean().item(), step)
-
-            if step % args.eval_every == 0 or step == args.total_steps:
-                eval_start = time.time()
-                result = data.evaluate(policy, eval_envs, dataset, seed=args.seed + 1_000, device=device)
-                scores.append(result.normalized_mean)
-                writer.add_scalar("eval/return", result.mean, step)
-                writer.add_scalar("eval/normalized_score", result.normalized_mean, step)
-                # action MSE to the scripted expert on training / validation / visited states (Park et al. 2024)
-                for split, states in (("train", train.observations), ("valid", valid.observations), ("eval", result.observations)):
-                    mse = data.expert_action_mse(policy, args.dataset, states, device)
-                    if np.isfinite(mse):
-                        writer.add_scalar(f"mse/{split}_expert", mse, step)
-                progress.set_postfix(score=f"{result.normalized_mean:.1f}")
-                eval_seconds += time.time() - eval_start
-
-            if (args.checkpoint_every and step % args.checkpoint_every == 0) or (args.save_model and step == args.total_steps):
-                save(step)
-            if interrupt.requested:
-                save(step)
-                print(f"interrupted at step {step}; resume with: python algorithms/onestep_rl.py --resume {checkpoint_path} "
-                      f"--dataset {args.dataset} --total-steps {args.total_steps}")  # fmt: skip
-                break
-
-    updates_per_s = (step - first_step + 1) / (time.time() - start_time - eval_seconds)
-    eval_envs.close()
-    writer.close()
-    if not scores:
-        return {"normalized_score": float("nan"), "scores": [], "updates_per_s": updates_per_s, "run_path": run_path}
-    print(
-        f"{args.dataset} onestep_rl({args.improvement}) seed {args.seed}: normalized score {scores[-1]:.1f} "
-        f"(return {result.mean:.1f} +- {result.std:.1f}), {updates_per_s:.0f} updates/s, logs in {run_path}"
-    )
-    return {"normalized_score": scores[-1], "scores": scores, "updates_per_s": updates_per_s, "run_path": run_path}
+    for step in run.steps(models, normalizer):
+        batch = train_batches.sample(args.batch_size)
+        metrics = update_step(batch, behaviour, actor, critic, target_critic, optimizers, args)
+        if run.logging(step):
+            valid_metrics = validation_losses(valid_batches, behaviour, critic, target_critic, args)
+            run.log(step, metrics | valid_metrics | data.validation_mse(policy, valid))
+        if run.evaluating(step):
+            run.evaluate(step, policy, dataset, {"train": train.observations, "valid": valid.observations})
+    return run.result()
 
 
 if __name__ == "__main__":

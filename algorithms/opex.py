@@ -4,121 +4,53 @@
 how the policy generalises to the states it visits at test time (B3), and proposes to adjust each action
 along the frozen Q function's gradient when acting, with no change to training:
     a <- clip( mu(s) + beta * grad_a Q(s, a)|_{a = mu(s)}, low, high ),  Q = min(Q_1, Q_2)
-(--normalize-gradient uses grad / ||grad||). Every beta of --betas is evaluated in one run; beta = 0 is
-the plain policy, whose score and MSEs are the untagged eval/normalized_score and mse/*_expert.
-The policy and Q are either trained here, exactly as ddpg_bc.py does (below, `diff ddpg_bc.py opex.py`), or
-loaded from a checkpoint of ddpg_bc.py or awr.py (--checkpoint; the networks are the same classes).
-Two checkpoint flags: --checkpoint PATH skips training and only evaluates that trained policy with OPEX;
---resume PATH continues a training run of this script where its checkpoint.pt left it (as in ddpg_bc.py).
+(--normalize-gradient uses grad / ||grad||). This script trains nothing: it loads the policy mu and the critics
+of a ddpg_bc.py or awr.py run saved with --save-model (the same network classes, rebuilt from that run's own
+settings, on its dataset and with its normaliser) and evaluates every beta of --betas. beta = 0 is the plain
+policy: the untagged eval/normalized_score and mse/*_expert; beta > 0 is tagged _beta<beta>.
 
-Training, as in ddpg_bc.py: a value learner (--value iql|sarsa) and DDPG+BC policy extraction,
-    max_pi E_{(s,a)~D} [ Q(s, mu(s)) / stopgrad(mean |Q|) + alpha log pi(a|s) ]   (Q term normalised as OGBench)
-Value learning, the same in awr.py, ddpg_bc.py and sfbc.py (`diff` them: only the extraction differs):
-    iql:   V(s) <- expectile tau of min_i Qbar_i(s,a);  Q_i(s,a) <- r + gamma V(s')      (Kostrikov et al. 2022)
-    sarsa: Q_i(s,a) <- r + gamma min_j Qbar_j(s',a'), a' the dataset's next action: Q of the behaviour
-           policy (one-step RL, Brandfonbrener et al. 2021); V(s) = E_{a~D}[Qbar(s,a)] by plain regression.
-Value and policy learn from separately sized nested prefixes of the data (--value-data-fraction,
---policy-data-fraction): one sweep over the two flags is the paper's data-scaling matrix.
+    python algorithms/ddpg_bc.py --dataset pendulum/medium-v0 --save-model
+    python algorithms/opex.py --checkpoint runs/<run>/checkpoint.pt --betas 0.03 0.1 0.3
 """
 
-import os
-import random
-import time
-from dataclasses import asdict, dataclass, replace
-from typing import Literal
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn as nn
 import tyro
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import data
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # bounds of the Gaussian policy's log std (IQL)
 MSE_STATES = 2_000  # training and validation states on which the action MSE to the expert is measured
-PRETRAINED = ("ddpg_bc", "awr", "opex", "ttt")  # checkpoints holding these networks (Actor, Critic, value mlp)
-# with --checkpoint, the data and network settings (and the seed of the train/validation split) are the checkpoint's
-CHECKPOINT_ARGS = (
-    "dataset", "value", "seed", "total_steps", "hidden_dim", "layer_norm", "normalize_obs", "validation_fraction",
-    "value_data_fraction", "policy_data_fraction", "reward_scale", "reward_shift", "return_range_scale",
-)  # fmt: skip
+TRAINERS = ("ddpg_bc", "awr")  # the scripts whose checkpoints hold this Actor and these Critics
 
 
 @dataclass
 class Args:
-    dataset: str = "pendulum/mixed-v0"
-    """Minari dataset id: the local suite (`python algorithms/local_suite.py` lists it) or a remote id"""
-    value: Literal["iql", "sarsa"] = "iql"
-    """value learning: iql (expectile V, Q <- r + gamma V(s')) or sarsa (Q of the behaviour policy)"""
+    checkpoint: str
+    """checkpoint.pt of a ddpg_bc.py or awr.py run saved with --save-model: its policy, critics, dataset and settings"""
+    betas: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3)
+    """OPEX step sizes beta, each evaluated (tagged _beta<beta>); 0, the plain policy, is always evaluated (untagged)"""
+    normalize_gradient: bool = False
+    """step along grad_a Q / ||grad_a Q|| (beta is then the step length in action units)"""
     seed: int = 0
-    """seed of torch, numpy, python and the evaluation envs"""
+    """seed of torch, numpy, python and the evaluation envs (the training run's --seed: the episodes it was evaluated on)"""
     device: str = "auto"
     """auto (CUDA when present), cpu, cuda or cuda:N"""
     threads: int = 1
     """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
-    compile: bool = False
-    """speed: torch.compile the update step (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
-    cudagraphs: bool = False
-    """speed, CUDA only: also replay the compiled update as CUDA graphs (torch.compile's reduce-overhead mode)"""
-    total_steps: int = 20_000
-    """gradient updates, each one value update and one actor update (OGBench uses 1_000_000)"""
-    batch_size: int = 256
-    """transitions per batch; the value and the actor updates draw separate batches (OGBench/FQL: one batch for all losses, 1024 in OGBench, 256 in FQL)"""
-    learning_rate: float = 3e-4
-    """Adam learning rate of every network"""
-    hidden_dim: int = 256
-    """width of the two hidden layers of every network (OGBench: 512, three layers; FQL: 512, four; no depth flag here)"""
-    layer_norm: bool = True
-    """LayerNorm in the Q and V networks (OGBench)"""
-    discount: float = 0.99
-    """discount factor gamma"""
-    target_update_rate: float = 0.005
-    """Polyak rate of the target critics"""
-    expectile: float = 0.9
-    """IQL's expectile tau of V (0.9 mazes, 0.7 locomotion); unused by --value sarsa"""
-    alpha: float = 1.0
-    """weight of the behaviour cloning term log pi(a|s); large alpha is plain behaviour cloning (OGBench's default: 0.3)"""
-    value_data_fraction: float = 1.0
-    """fraction of the training episodes the Q and V functions learn from (nested prefixes)"""
-    policy_data_fraction: float = 1.0
-    """fraction of the training episodes the policy learns from (nested prefixes)"""
-    reward_scale: float = 1.0
-    """r <- r * reward_scale + reward_shift"""
-    reward_shift: float = 0.0
-    """r <- r * reward_scale + reward_shift (D4RL antmaze: -1)"""
-    return_range_scale: bool = False
-    """first scale rewards by 1000 / (max - min episode return) (D4RL locomotion)"""
-    normalize_obs: bool = True
-    """standardise observations with the training data's mean and std (OGBench and FQL: off)"""
-    validation_fraction: float = 0.0
-    """fraction of episodes held out for the valid/* losses and action MSE (0 = train on every transition, as the papers do; the held-out episodes are the same for every --seed)"""
-    eval_every: int = 5_000
-    """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
-    """episodes per evaluation, run in parallel in a vector env"""
-    log_every: int = 500
-    """write losses to TensorBoard every this many updates"""
+    """episodes per evaluated policy, run in parallel in a vector env (at least 1: evaluating is all this script does)"""
     run_dir: str = "runs"
-    """TensorBoard logs and checkpoints go to run_dir/<run name>/"""
+    """TensorBoard logs go to run_dir/<run name>/"""
     exp_name: str = "opex"
     """experiment name, part of the run name"""
-    checkpoint: str | None = None
-    """evaluate this checkpoint.pt of ddpg_bc.py or awr.py (--save-model) instead of training; its dataset,
-    data and network flags and seed replace these (CHECKPOINT_ARGS). To continue training, use --resume"""
-    betas: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3)
-    """OPEX step sizes beta, all evaluated in each evaluation (0, the plain policy, is always added)"""
-    normalize_gradient: bool = False
-    """step along grad_a Q / ||grad_a Q|| (beta is then the step length in action units)"""
-    save_model: bool = False
-    """write run_dir/<run name>/checkpoint.pt (actor, critics, value net, normaliser) at the end"""
-    checkpoint_every: int = 0
-    """also write the checkpoint every this many updates (0 = never); Ctrl-C always writes one"""
-    resume: str | None = None
-    """continue the training run saved in this checkpoint.pt of opex.py (same run folder, TensorBoard continues)"""
     progress: bool = True
-    """show a progress bar (--no-progress for logs and CI)"""
+    """show a progress bar over the betas (--no-progress for logs and CI)"""
     track: bool = False
     """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
     wandb_project: str = "cleanoffrl"
@@ -135,11 +67,11 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int, layer_norm: bool) -> nn.Sequ
 
 
 class EnsembleLinear(nn.Module):
-    """num_members independent linear layers applied as one batched matmul: (E, B, in) -> (E, B, out)."""
+    """`num_members` independent linear layers applied as one batched matmul: (E, B, in) -> (E, B, out)."""
 
-    def __init__(self, in_dim: int, out_dim: int, num_members: int):
+    def __init__(self, num_members: int, in_dim: int, out_dim: int):
         super().__init__()
-        bound = 1 / in_dim**0.5  # nn.Linear's default initialisation, per member
+        bound = 1 / math.sqrt(in_dim)  # nn.Linear's default initialisation, per member
         self.weight = nn.Parameter(torch.empty(num_members, in_dim, out_dim).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
 
@@ -147,21 +79,33 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
-class Critic(nn.Module):
-    """Q_1..Q_E(s, a): an ensemble of MLPs computed together; returns (E, B)."""
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm with its own scale and shift per ensemble member: each critic has its own LayerNorm (OGBench)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, layer_norm: bool, num_critics: int = 2):
+    def __init__(self, num_members: int, dim: int):
         super().__init__()
-        norm = (lambda: nn.LayerNorm(hidden_dim)) if layer_norm else nn.Identity
+        self.weight = nn.Parameter(torch.ones(num_members, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(num_members, 1, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.bias, nn.functional.layer_norm(x, x.shape[-1:]), self.weight)
+
+
+class Critics(nn.Module):
+    """An ensemble of Q(s, a) MLPs evaluated in one pass: returns (num_critics, batch)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, num_critics: int, layer_norm: bool):
+        super().__init__()
+        norm = (lambda: EnsembleLayerNorm(num_critics, hidden_dim)) if layer_norm else nn.Identity
         self.num_critics = num_critics
         self.net = nn.Sequential(
-            EnsembleLinear(obs_dim + act_dim, hidden_dim, num_critics), norm(), nn.ReLU(),
-            EnsembleLinear(hidden_dim, hidden_dim, num_critics), norm(), nn.ReLU(),
-            EnsembleLinear(hidden_dim, 1, num_critics),
+            EnsembleLinear(num_critics, obs_dim + act_dim, hidden_dim), norm(), nn.ReLU(),
+            EnsembleLinear(num_critics, hidden_dim, hidden_dim), norm(), nn.ReLU(),
+            EnsembleLinear(num_critics, hidden_dim, 1),
         )  # fmt: skip
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([obs, actions], -1).expand(self.num_critics, -1, -1)
+        x = torch.cat([obs, actions], -1).expand(self.num_critics, -1, -1)  # the same batch for every critic
         return self.net(x).squeeze(-1)
 
 
@@ -193,73 +137,13 @@ class Actor(nn.Module):
         return torch.clamp(mean + self.std() * noise, self.action_low, self.action_high)
 
 
-def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
-    # L2^tau(u) = |tau - 1(u < 0)| u^2 (IQL); tau = 0.5 is half the squared error: plain regression
-    return torch.abs(expectile - (diff < 0).float()) * diff**2
-
-
-def value_losses(batch: data.Transitions, critic: Critic, critic_target: Critic, value_net: nn.Module, args: Args):
-    """(critic loss, value loss) on a batch: the training objective, also measured on validation data."""
-    s, a, s_next = batch.observations, batch.actions, batch.next_observations
-    with torch.no_grad():
-        q_data = critic_target(s, a).min(0).values
-        if args.value == "iql":
-            next_value = value_net(s_next).squeeze(-1)  # V(s'), the in-sample maximum for tau -> 1
-        else:
-            next_value = critic_target(s_next, batch.next_actions).min(0).values  # Qbar(s', a'), a' ~ D
-        # Q target: r + gamma (1 - done) V(s')   |   r + gamma (1 - done) Qbar(s', a')
-        q_target = batch.rewards + args.discount * (1.0 - batch.terminals) * next_value
-    # L_Q = E_D [ sum_i (Q_i(s, a) - q_target)^2 ]; under sarsa without the time-limit ends, where no a' was taken
-    squared_error = ((critic(s, a) - q_target) ** 2).sum(0)
-    if args.value == "sarsa":
-        critic_loss = (squared_error * batch.next_action_known).sum() / batch.next_action_known.sum().clamp_min(1)
-    else:
-        critic_loss = squared_error.mean()
-    # L_V = E_D [ L2^tau(Qbar(s, a) - V(s)) ]  (tau = 0.5 under sarsa: V(s) = E_{a~D} Qbar(s, a))
-    expectile = args.expectile if args.value == "iql" else 0.5
-    value_loss = expectile_loss(q_data - value_net(s).squeeze(-1), expectile).mean()
-    return critic_loss, value_loss
-
-
-def update_value(batch, critic, critic_target, value_net, value_optimizer, args: Args) -> dict[str, torch.Tensor]:
-    critic_loss, value_loss = value_losses(batch, critic, critic_target, value_net, args)
-    value_optimizer.zero_grad(set_to_none=True)
-    (critic_loss + value_loss).backward()  # disjoint parameters: one backward serves both
-    value_optimizer.step()
-    with torch.no_grad():  # Qbar <- (1 - rate) Qbar + rate Q, in place
-        torch._foreach_lerp_(list(critic_target.parameters()), list(critic.parameters()), args.target_update_rate)
-    return {"critic_loss": critic_loss.detach(), "value_loss": value_loss.detach()}
-
-
-def normalized_q_loss(q: torch.Tensor) -> torch.Tensor:
-    # -Q / stopgrad(mean |Q|): the Q term's scale (and so alpha) no longer depends on the reward scale (OGBench)
-    return -q.mean() / (q.abs().mean().detach() + 1e-6)
-
-
-def update_actor(batch, actor, critic, value_net, actor_optimizer, args: Args) -> dict[str, torch.Tensor]:
-    s, a = batch.observations, batch.actions
-    mean_action = actor(s)
-    critic.requires_grad_(False)  # gradients flow through Q into the action only, not into the critic
-    q = critic(s, mean_action).min(0).values
-    critic.requires_grad_(True)
-    # log pi(a|s) with OGBench's constant std 1: -||mu(s) - a||^2 / 2 + const (the learned std stays unused)
-    log_prob = -0.5 * ((mean_action - a) ** 2).sum(-1)
-    # J_DDPG+BC(pi) = E_{(s,a)~D} [ Q(s, mu(s)) + alpha log pi(a|s) ], maximised, the Q term normalised
-    q_loss, bc_loss = normalized_q_loss(q), -args.alpha * log_prob.mean()
-    actor_loss = q_loss + bc_loss
-    actor_optimizer.zero_grad(set_to_none=True)
-    actor_loss.backward()
-    actor_optimizer.step()
-    return {"actor_loss": actor_loss.detach(), "q_loss": q_loss.detach(), "bc_loss": bc_loss.detach()}
-
-
 class OpexPolicy:
     """a = clip(mu(s) + beta grad_a Q(s, a)|_{a = mu(s)}), Q frozen; raw observations in, as data.evaluate wants.
 
     Keeps the mean gradient norm of each call in .grad_norms (device tensors: no host sync while acting).
     """
 
-    def __init__(self, actor: Actor, critic, normalizer: data.Normalizer, beta: float, normalize_gradient: bool):
+    def __init__(self, actor: Actor, critic: Critics, normalizer: data.Normalizer, beta: float, normalize_gradient: bool):
         self.actor, self.critic, self.normalizer = actor, critic, normalizer
         self.beta, self.normalize_gradient, self.grad_norms = beta, normalize_gradient, []
 
@@ -279,176 +163,42 @@ class OpexPolicy:
         return torch.clamp(action.detach() + self.beta * grad, self.actor.action_low, self.actor.action_high)
 
 
-def load_pretrained(path: str, device: torch.device) -> dict:
-    """A checkpoint of ddpg_bc.py or awr.py (or opex.py/ttt.py): the same Actor, Critic and value networks."""
-    for algorithm in PRETRAINED:
-        try:
-            return data.load_checkpoint(path, algorithm, device)
-        except ValueError:
-            continue
-    raise ValueError(f"Checkpoint '{path}' is not one of {', '.join(PRETRAINED)}: use ddpg_bc.py --save-model.")
+def main(args: Args) -> data.RunResult:
+    if args.eval_episodes < 1:
+        raise ValueError(f"--eval-episodes must be at least 1, got {args.eval_episodes}: evaluating is all opex.py does.")
+    run = data.Run("opex", args)  # seeds, device, run folder, TensorBoard
+    device = run.device
+    trained = run.checkpoint(TRAINERS)  # another script's checkpoint is refused, naming the script that reads it
+    saved = trained["args"]  # the training run's own settings: its dataset, data split and network sizes
 
-
-def main(args: Args) -> dict:
-    if args.total_steps <= 0 or args.batch_size <= 0:
-        raise ValueError("--total-steps and --batch-size must be positive integers.")
-    if args.checkpoint and args.resume:
-        raise ValueError("--checkpoint evaluates a trained policy, --resume continues a training run: pass only one.")
-    device = data.resolve_device(args.device)
-    pretrained = load_pretrained(args.checkpoint, device) if args.checkpoint else None
-    if pretrained is not None:
-        args = replace(args, **{key: pretrained["args"][key] for key in CHECKPOINT_ARGS})
-    betas = sorted({0.0, *args.betas})
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    run_name = f"{args.dataset.replace('/', '_')}__{args.exp_name}_{args.value}__{args.seed}__{int(time.time())}"
-    run_path = os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join(args.run_dir, run_name)
-    checkpoint_path = os.path.join(run_path, "checkpoint.pt")
-
-    # data: episodes split into train/validation; value and policy data are nested prefixes of train
-    dataset = data.load_dataset(args.dataset)
-    transitions = data.to_transitions(dataset, device)
-    train, valid = data.split_by_episode(transitions, args.validation_fraction)
-    train, valid = data.transform_rewards(train, valid, args.reward_scale, args.reward_shift, args.return_range_scale)
-    value_train = data.subsample(train, args.value_data_fraction, seed=args.seed)
-    policy_train = data.subsample(train, args.policy_data_fraction, seed=args.seed)
-    if args.batch_size > min(len(value_train), len(policy_train)):
-        raise ValueError(f"--batch-size {args.batch_size} is larger than the value or policy training data.")
-    obs_dim, act_dim = train.observations.shape[1], train.actions.shape[1]
-    larger = value_train if args.value_data_fraction >= args.policy_data_fraction else policy_train
-    normalizer = data.Normalizer.fit(larger.observations) if args.normalize_obs else data.Normalizer.identity(obs_dim, device)
-    if pretrained is not None:
-        normalizer = data.Normalizer(**pretrained["normalizer"])
-    value_batches = value_train.with_observations(normalizer)
-    policy_batches = policy_train.with_observations(normalizer)
-    valid_batch = valid.with_observations(normalizer)
+    # data: the trained run's dataset and normaliser; its training and validation states for the MSE to the expert
+    dataset = data.load_dataset(saved["dataset"])
+    train, valid = data.split_by_episode(data.to_transitions(dataset, device), saved["validation_fraction"])
+    policy_train = data.subsample(train, saved["policy_data_fraction"], seed=saved["seed"])
+    normalizer = data.Normalizer(**trained["normalizer"])
     mse_states = {  # fixed random subsets of raw states: the MSE analysis stays cheap on 100k-transition datasets
         "train": policy_train.observations[torch.randperm(len(policy_train), device=device)[:MSE_STATES]],
         "valid": valid.observations[torch.randperm(len(valid), device=device)[:MSE_STATES]],
     }
 
-    critic = Critic(obs_dim, act_dim, args.hidden_dim, args.layer_norm).to(device)
-    critic_target = Critic(obs_dim, act_dim, args.hidden_dim, args.layer_norm).to(device).requires_grad_(False)
-    critic_target.load_state_dict(critic.state_dict())
-    value_net = mlp(obs_dim, args.hidden_dim, 1, args.layer_norm).to(device)
-    actor = Actor(obs_dim, act_dim, args.hidden_dim, dataset.action_space.low, dataset.action_space.high).to(device)
-    value_optimizer = torch.optim.Adam([*critic.parameters(), *value_net.parameters()], lr=args.learning_rate, fused=True)
-    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True)
-    # speed options (off = eager): both update steps through torch.compile, or CUDA graphs
-    value_step = data.compile_step(update_value, args.compile, args.cudagraphs, device)
-    actor_step = data.compile_step(update_actor, args.compile, args.cudagraphs, device)
-    # the policies evaluated, one per beta; beta = 0 (the plain policy) is the headline score
-    policies = {beta: OpexPolicy(actor, critic, normalizer, beta, args.normalize_gradient) for beta in betas}
-    eval_envs = data.make_eval_envs(dataset, args.eval_episodes)
-    models = {"actor": actor, "critic": critic, "critic_target": critic_target, "value": value_net,
-              "actor_optimizer": actor_optimizer, "value_optimizer": value_optimizer}  # fmt: skip
+    # the trained networks, built from the checkpoint's settings; Q is frozen: only the actions move along its gradient
+    obs_dim, act_dim = train.observations.shape[1], train.actions.shape[1]
+    low, high = dataset.action_space.low, dataset.action_space.high
+    actor = Actor(obs_dim, act_dim, saved["hidden_dim"], low, high).to(device)
+    critics = Critics(obs_dim, act_dim, saved["hidden_dim"], saved["num_critics"], saved["layer_norm"]).to(device)
+    actor.load_state_dict(trained["models"]["actor"])
+    critics.load_state_dict(trained["models"]["critic"])
+    critics.requires_grad_(False)
 
-    def save(step: int) -> None:  # everything an exact continuation needs
-        state_dicts = {name: model.state_dict() for name, model in models.items()}
-        data.save_checkpoint(checkpoint_path, "opex", asdict(args), step, state_dicts, normalizer)
-
-    first_step = 1
-    if args.resume:
-        state = data.load_checkpoint(args.resume, "opex", device, dataset_id=args.dataset)
-        for name, model in models.items():
-            model.load_state_dict(state["models"][name])
-        data.set_rng_state(state["rng"])  # the batches drawn after the checkpoint are the ones a straight run draws
-        first_step = state["step"] + 1
-    if pretrained is not None:  # --checkpoint: the trained networks, evaluated as they are (no optimizer steps)
-        for name in ("actor", "critic", "critic_target", "value"):
-            models[name].load_state_dict(pretrained["models"][name])
-
-    writer = SummaryWriter(data.writable_run_dir(run_path))
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
-    if args.track:
-        import wandb
-
-        wandb.init(project=args.wandb_project, name=run_name, config=asdict(args), sync_tensorboard=True)
-
-    scores, scores_by_beta, grad_norms = [], {beta: [] for beta in betas}, {beta: [] for beta in betas}
-
-    def run_evaluation(step: int) -> data.EvalResult:
-        for beta, policy in policies.items():
-            policy.grad_norms.clear()
-            result = data.evaluate(policy, eval_envs, dataset, seed=args.seed + 1_000, device=device)
-            grad_norms[beta].append(torch.stack(policy.grad_norms).mean().item())
-            scores_by_beta[beta].append(result.normalized_mean)
-            suffixes = [f"_beta{beta:g}"] + ([""] if beta == 0 else [])  # untagged: the plain policy
-            # action MSE to the scripted expert on training / validation / visited states, after adjustment
-            expert_mse = {
-                split: data.expert_action_mse(policy, args.dataset, states, device)
-                for split, states in (*mse_states.items(), ("eval", result.observations))
-            }
-            for suffix in suffixes:
-                writer.add_scalar(f"eval/return{suffix}", result.mean, step)
-                writer.add_scalar(f"eval/normalized_score{suffix}", result.normalized_mean, step)
-                writer.add_scalar(f"eval/grad_norm{suffix}", grad_norms[beta][-1], step)
-                for split, mse in expert_mse.items():
-                    if np.isfinite(mse):
-                        writer.add_scalar(f"mse/{split}_expert{suffix}", mse, step)
-            if beta == 0:
-                plain = result
-        scores.append(plain.normalized_mean)
-        best = max(betas, key=lambda b: scores_by_beta[b][-1])
-        progress.set_postfix(plain=f"{plain.normalized_mean:.1f}", best=f"{scores_by_beta[best][-1]:.1f} beta {best:g}")
-        return plain
-
-    start_time, eval_seconds = time.time(), 0.0
-    train_steps = 0 if pretrained is not None else args.total_steps  # --checkpoint: evaluate only
-    step = first_step - 1  # the last update done
-    progress = tqdm(range(first_step, train_steps + 1), disable=not args.progress, desc=run_name[:40], mininterval=1.0)
-    with data.GracefulInterrupt() as interrupt:
-        for step in progress:
-            value_batch, policy_batch = value_batches.sample(args.batch_size), policy_batches.sample(args.batch_size)
-            logs = value_step(value_batch, critic, critic_target, value_net, value_optimizer, args)
-            logs |= actor_step(policy_batch, actor, critic, value_net, actor_optimizer, args)
-
-            if step % args.log_every == 0 or step == args.total_steps:
-                logs = {name: value.item() for name, value in logs.items()}  # the only host sync, once per log_every
-                data.check_finite({f"losses/{name}": value for name, value in logs.items()}, step, checkpoint_path)
-                for name, value in logs.items():
-                    writer.add_scalar(f"losses/{name}", value, step)
-                writer.add_scalar("charts/updates_per_s", (step - first_step + 1) / (time.time() - start_time - eval_seconds), step)
-                if len(valid) > 0:
-                    critic_loss, value_loss = value_losses(valid_batch, critic, critic_target, value_net, args)
-                    writer.add_scalar("valid/critic_loss", critic_loss.item(), step)
-                    writer.add_scalar("valid/value_loss", value_loss.item(), step)
-                    with torch.no_grad():
-                        action_mse = ((actor(valid_batch.observations) - valid.actions) ** 2).mean()  # the actor's mean
-                        writer.add_scalar("valid/action_mse", action_mse.item(), step)
-
-            if step % args.eval_every == 0 or step == args.total_steps:
-                eval_start = time.time()
-                result = run_evaluation(step)
-                eval_seconds += time.time() - eval_start
-
-            if (args.checkpoint_every and step % args.checkpoint_every == 0) or (args.save_model and step == args.total_steps):
-                save(step)
-            if interrupt.requested:
-                save(step)
-                print(f"interrupted at step {step}; resume with: python algorithms/opex.py --resume {checkpoint_path} "
-                      f"--dataset {args.dataset} --total-steps {args.total_steps}")  # fmt: skip
-                break
-    if pretrained is not None:
-        result = run_evaluation(args.total_steps)  # the only evaluation with --checkpoint
-
-    updates_per_s = (step - first_step + 1) / (time.time() - start_time - eval_seconds)
-    eval_envs.close()
-    writer.close()
-    if not scores:
-        return {"normalized_score": float("nan"), "scores": [], "updates_per_s": updates_per_s, "run_path": run_path}
-    best_beta = max(betas, key=lambda b: scores_by_beta[b][-1])
-    print(
-        f"{args.dataset} opex({args.value}) seed {args.seed}: normalized score {scores[-1]:.1f} plain, "
-        f"{scores_by_beta[best_beta][-1]:.1f} with beta {best_beta:g} "
-        f"(return {result.mean:.1f} +- {result.std:.1f}), {updates_per_s:.0f} updates/s, logs in {run_path}"
-    )
-    return {
-        "normalized_score": scores[-1], "scores": scores, "scores_by_beta": scores_by_beta, "grad_norms": grad_norms,
-        "best_beta": best_beta, **{f"normalized_score_beta{b:g}": scores_by_beta[b][-1] for b in betas}, "updates_per_s": updates_per_s, "run_path": run_path,
-    }  # fmt: skip
+    step = trained["step"]  # the scores land at the training run's last step
+    for beta in tqdm(sorted({0.0, *args.betas}), disable=not args.progress, desc=run.name[:40]):
+        tag = f"_beta{beta:g}" if beta else ""  # beta 0: the plain policy, the untagged headline score
+        policy = OpexPolicy(actor, critics, normalizer, beta, args.normalize_gradient)
+        result = run.evaluate(step, policy, dataset, mse_states, tag)
+        # the mean ||grad_a Q|| of the rollout: its calls come first, one per env step (the MSE's come after)
+        grad_norm = torch.stack(policy.grad_norms[: result.lengths.max()]).mean()
+        run.writer.add_scalar(f"eval/grad_norm{tag}", grad_norm.item(), step)
+    return run.result()
 
 
 if __name__ == "__main__":

@@ -46,9 +46,9 @@ SWEEPS = {  # claim -> the sweeps it runs: (scripts, datasets, grid, fixed flags
         (("dt",), (STITCH_MAZE,), (), ("total_steps=2000", "eval_episodes=20")),
         (("iql",), (STITCH_MAZE,), (), ("total_steps=30000", "eval_every=10000", "eval_episodes=20", *IQL_MAZE)),
     ],
+    # DDPG+BC trains and saves; OPEX and TTT then act on each saved policy (TEST_TIME)
     "test-time": [
-        (("opex",), ("pendulum/medium-v0", "pointmaze/umaze-stitch-v0"), (), ("total_steps=5000", "hidden_dim=128", "betas=0.1")),
-        (("ttt",), ("pendulum/medium-v0", "pointmaze/umaze-stitch-v0"), (), ("total_steps=5000", "hidden_dim=128")),
+        (("ddpg_bc",), ("pendulum/medium-v0", "pointmaze/umaze-stitch-v0"), (), ("total_steps=5000", "hidden_dim=128", "save_model=True")),
     ],
     "eval-mse": [
         # the validation MSE needs held-out episodes: the scripts train on all of them unless asked
@@ -56,6 +56,7 @@ SWEEPS = {  # claim -> the sweeps it runs: (scripts, datasets, grid, fixed flags
          ("total_steps=10000", "eval_every=2500", "validation_fraction=0.1")),
     ],
 }
+TEST_TIME = {"opex": ("betas=0.1",), "ttt": ()}  # script -> its flags, on every DDPG+BC checkpoint of the claim
 MATRIX = dict(dataset="pendulum/mixed-v0", value="iql", fractions=(0.1, 1.0), flags=("total_steps=3000", "hidden_dim=128"))
 TITLES = {
     "offline-rl-beats-bc": "Offline RL (TD3+BC, IQL, CQL) beats BC on noisy / mixed data",
@@ -80,10 +81,11 @@ class ClaimsArgs:
     """regenerate the claims table of this README from the reports"""
 
 
-def scores(records: list[dict], script: str, dataset: str, metric: str = "normalized_score", **flags) -> list[float]:
-    """Final scores of the finished runs of `script` on `dataset` whose flags include `flags`."""
+def scores(records: list[dict], script: str, dataset: str, policy: str | None = None, **flags) -> list[float]:
+    """Final scores of the finished runs of `script` on `dataset` whose flags include `flags`: the main policy's,
+    or the one a script evaluated besides it (RunResult.policy_scores: "beta0.1" for OPEX, "ttt" for TTT)."""
     return [
-        r[metric] if metric in r else r["extra"][metric]
+        r["normalized_score"] if policy is None else r["policy_scores"][policy]
         for r in records
         if r.get("status") == "ok" and r["script"] == script and r["dataset"] == dataset
         and all(r["flags"].get(k) == v for k, v in flags.items())
@@ -130,9 +132,9 @@ def stitching(records: list[dict]) -> tuple[str, str]:
 def test_time(records: list[dict]) -> tuple[str, str]:
     wins, parts = [], []
     for dataset in SWEEPS["test-time"][0][1]:
-        base = scores(records, "opex", dataset)
-        opex = scores(records, "opex", dataset, "normalized_score_beta0.1")
-        ttt = scores(records, "ttt", dataset, "normalized_score_ttt")
+        base = scores(records, "opex", dataset)  # the checkpoint's own policy, evaluated by opex.py
+        opex = scores(records, "opex", dataset, "beta0.1")
+        ttt = scores(records, "ttt", dataset, "ttt")
         wins += [beats(opex, base), beats(ttt, scores(records, "ttt", dataset))]
         parts.append(f"{dataset}: DDPG+BC {mean_std(base)} → OPEX (β 0.1) {mean_std(opex)}, TTT {mean_std(ttt)}")
     return verdict(wins), "; ".join(parts)
@@ -140,16 +142,24 @@ def test_time(records: list[dict]) -> tuple[str, str]:
 
 def run_sweeps(claim: str, args: ClaimsArgs) -> list[dict]:
     results = os.path.join(OUT, f"{claim}.jsonl")
+    where = dict(workers=args.workers, results=results, logs=os.path.join(args.work_dir, claim, "logs"),
+                 run_dir=os.path.join(args.work_dir, claim, "runs"))  # fmt: skip
     for scripts, datasets, grid, flags in SWEEPS[claim]:
-        sweep.main(sweep.SweepArgs(
-            scripts=scripts, datasets=datasets, seeds=args.seeds, grid=grid, flags=flags, workers=args.workers,
-            results=results, logs=os.path.join(args.work_dir, claim, "logs"), run_dir=os.path.join(args.work_dir, claim, "runs"),
-        ))  # fmt: skip
+        sweep.main(sweep.SweepArgs(scripts=scripts, datasets=datasets, seeds=args.seeds, grid=grid, flags=flags, **where))
+    if claim == "test-time":  # the test-time methods act on each saved DDPG+BC policy
+        for trained in [r for r in report.load_records([results]) if r["script"] == "ddpg_bc" and r.get("status") == "ok"]:
+            checkpoint = os.path.join(trained["extra"]["run_path"], "checkpoint.pt")
+            for script, flags in TEST_TIME.items():
+                sweep.main(sweep.SweepArgs(scripts=(script,), datasets=(trained["dataset"],), seeds=(trained["seed"],),
+                                           flags=(f"checkpoint={checkpoint}", *flags), **where))  # fmt: skip
     return report.load_records([results])
 
 
 def budget_lines(claim: str) -> str:
-    return "\n".join(f"- `{' '.join(s)}` on {', '.join(d)}: {' '.join(f'--{f}' for f in (*g, *fl))}" for s, d, g, fl in SWEEPS[claim])
+    lines = [f"- `{' '.join(s)}` on {', '.join(d)}: {' '.join(f'--{f}' for f in (*g, *fl))}" for s, d, g, fl in SWEEPS[claim]]
+    if claim == "test-time":
+        lines += [f"- then `{script}.py --checkpoint <that run>/checkpoint.pt {' '.join(f'--{f}' for f in flags)}`" for script, flags in TEST_TIME.items()]
+    return "\n".join(lines)
 
 
 def run_claim(claim: str, args: ClaimsArgs) -> tuple[str, str]:

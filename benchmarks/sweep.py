@@ -109,7 +109,7 @@ def run_one(config: dict, logs: str, run_dir: str) -> dict:
     os.makedirs(logs, exist_ok=True)
     # a folder per run: variants of one seed started in the same second would share a run name otherwise
     run_dir = os.path.join(run_dir, config["id"])
-    cli = ["--dataset", config["dataset"], "--seed", str(config["seed"]), "--no-progress", "--run-dir", run_dir]
+    cli = ["--seed", str(config["seed"]), "--no-progress", "--run-dir", run_dir]
     for name, value in config["flags"].items():
         flag = name.replace("_", "-")
         if value in ("True", "False"):  # tyro's booleans are --flag / --no-flag
@@ -122,12 +122,12 @@ def run_one(config: dict, logs: str, run_dir: str) -> dict:
     with open(log_path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
             module = importlib.import_module(config["script"])
-            result = module.main(tyro.cli(module.Args, args=cli))
-            scores = [s for s in result.get("scores", [result["normalized_score"]])]
+            # test-time scripts (opex, ttt) take the dataset from their --checkpoint
+            dataset = ["--dataset", config["dataset"]] if "dataset" in module.Args.__dataclass_fields__ else []
+            result = module.main(tyro.cli(module.Args, args=dataset + cli))  # a data.RunResult
             record.update(
-                status="ok", normalized_score=result["normalized_score"], best_normalized_score=max(scores),
-                updates_per_s=result.get("updates_per_s"),
-                extra={k: v for k, v in result.items() if isinstance(v, (int, float, str)) and k not in ("normalized_score",)},
+                status="ok", normalized_score=result.normalized_score, best_normalized_score=max(result.scores or [float("nan")]),
+                updates_per_s=result.updates_per_s, policy_scores=result.policy_scores, extra={"run_path": result.run_path},
             )  # fmt: skip
         except BaseException as error:  # noqa: BLE001 - a failed run is recorded, the sweep goes on
             traceback.print_exc()

@@ -7,12 +7,17 @@ evaluation episode at the end; updates/s = N / (t(2N) - t(N)), so loading, setup
 graphs come from the warm-up run's cache) and the final evaluation cancel out. Every speed option in
 --options is a column, eager first, each timed in the same run. Batch size and network sizes are each script's defaults. Evaluation is timed
 with a vector env of E copies against E single-env evaluations, one batched policy call per step.
-Numbers are ratios within one run on one machine: compare rows, not machines.
+Numbers are ratios within one run on one machine: compare rows, not machines. With --baseline another
+checkout (e.g. `git worktree add /tmp/before <commit>`) is timed beside this one, script by script in the
+same run, each timing in a fresh interpreter so the two checkouts never share a module:
+
+    python benchmarks/throughput.py --baseline /tmp/before --options ""
 """
 
 import importlib
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,8 +28,6 @@ import torch._dynamo
 import tyro
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "algorithms"))
-import data  # noqa: E402
 
 
 @dataclass
@@ -43,6 +46,8 @@ class ThroughputArgs:
     """copies in the vector env for the evaluation timing"""
     options: tuple[str, ...] = ("", "--compile")
     """speed flags timed as columns ("" = eager); on CUDA add "--cudagraphs" """
+    baseline: str | None = None
+    """another checkout of the project, timed beside this one in the same run (columns "baseline" and "this / baseline")"""
     out: str | None = None
     """append the markdown table to this file"""
 
@@ -56,16 +61,34 @@ def timed_main(module, args: ThroughputArgs, steps: int, run_dir: str, option: s
     return time.perf_counter() - start
 
 
-def updates_per_second(script: str, args: ThroughputArgs, option: str) -> float:
+def updates_per_second(script: str, args: ThroughputArgs, option: str, root: str = ROOT) -> float:
+    """N / (t(2N) - t(N)) of `script` in the checkout `root`, timed in a fresh interpreter."""
+    worker = f"import sys; sys.path[:0] = [{os.path.join(ROOT, 'benchmarks')!r}]; import throughput; throughput.worker()"
+    command = [sys.executable, "-c", worker, root, script, option, args.dataset, str(args.updates), args.device, str(args.threads)]
+    done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
+    if done.returncode != 0:
+        raise RuntimeError(f"timing {script} in {root} failed:\n{done.stderr[-2000:]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def worker() -> None:
+    """In the fresh interpreter: import the script from its checkout, warm up, time N and 2N updates, print N / dt."""
+    root, script, option, dataset, updates, device, threads = sys.argv[1:]
+    sys.path.insert(0, os.path.join(root, "algorithms"))
+    torch.set_num_threads(int(threads))
+    args = ThroughputArgs(dataset=dataset, updates=int(updates), device=device, threads=int(threads))
     module = importlib.import_module(script)
     with tempfile.TemporaryDirectory() as run_dir:
         timed_main(module, args, 20, run_dir, option)  # warm-up: imports, dataset cache, allocator, compile cache
         short = timed_main(module, args, args.updates, run_dir, option)
         long = timed_main(module, args, 2 * args.updates, run_dir, option)
-    return args.updates / max(long - short, 1e-9)
+    print(args.updates / max(long - short, 1e-9))
 
 
 def evaluation_episodes_per_second(args: ThroughputArgs) -> tuple[float, float]:
+    sys.path.insert(0, os.path.join(ROOT, "algorithms"))
+    import data
+
     dataset = data.load_dataset(args.dataset)
     obs_dim, act_dim = dataset.observation_space.shape[0], dataset.action_space.shape[0]
     network = torch.nn.Sequential(torch.nn.Linear(obs_dim, 256), torch.nn.ReLU(), torch.nn.Linear(256, act_dim), torch.nn.Tanh())
@@ -83,21 +106,26 @@ def evaluation_episodes_per_second(args: ThroughputArgs) -> tuple[float, float]:
 
 def main(args: ThroughputArgs) -> dict[str, float]:
     torch.set_num_threads(args.threads)
-    device = data.resolve_device(args.device)
+    device = torch.device(args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} thread(s)"
     if device.type == "cuda":
         machine += f", {torch.cuda.get_device_name(device)}"
     results = {}
-    lines = [f"### {time.strftime('%Y-%m-%d')}: {device.type} ({machine}), dataset {args.dataset}, N = {args.updates}\n",
+    baseline = ["baseline", "this / baseline"] if args.baseline else []
+    lines = [f"### {time.strftime('%Y-%m-%d')}: {device.type} ({machine}), dataset {args.dataset}, N = {args.updates}"
+             + (f", baseline {args.baseline}" if args.baseline else "") + "\n",
              "| script | " + " | ".join(f"updates/s {option or 'eager'}" for option in args.options)
-             + " | " + " | ".join(f"{option} / eager" for option in args.options[1:]) + " |",
-             "|---" * (2 * len(args.options)) + "|"]  # fmt: skip
+             + " | " + " | ".join([f"{option} / eager" for option in args.options[1:]] + baseline) + " |",
+             "|---" * (2 * len(args.options) + len(baseline)) + "|"]  # fmt: skip
     for script in args.scripts:
         if not os.path.exists(os.path.join(ROOT, "algorithms", f"{script}.py")):
             continue
         speeds = [updates_per_second(script, args, option) for option in args.options]
         results[script] = speeds[0]
         ratios = [f"{speed / speeds[0]:.2f}x" for speed in speeds[1:]]
+        if args.baseline:  # timed right after this checkout's eager run, on the same machine state
+            before = updates_per_second(script, args, args.options[0], args.baseline)
+            ratios += [f"{before:.1f}", f"{speeds[0] / before:.2f}x"]
         lines.append(f"| {script} | " + " | ".join(f"{speed:.1f}" for speed in speeds) + " | " + " | ".join(ratios) + " |")
         print(lines[-1], flush=True)
     batched, single = evaluation_episodes_per_second(args)

@@ -4,10 +4,10 @@ import claims
 import report
 
 
-def record(script, dataset, score, seed=0, status="ok", extra=None, **flags):
+def record(script, dataset, score, seed=0, status="ok", policy_scores=None, **flags):
     return {"id": f"{script}{dataset}{seed}{flags}", "script": script, "dataset": dataset, "seed": seed,
             "flags": {k: str(v) for k, v in flags.items()}, "status": status, "normalized_score": score,
-            "extra": extra or {}}  # fmt: skip
+            "policy_scores": policy_scores or {}, "extra": {}}  # fmt: skip
 
 
 def test_offline_rl_verdict_counts_only_clear_wins():
@@ -46,8 +46,8 @@ def test_test_time_verdict_reads_the_tagged_scores(tmp_path):
     records = []
     for dataset in claims.SWEEPS["test-time"][0][1]:
         for s in range(3):
-            records.append(record("opex", dataset, 40.0 + s, s, extra={"normalized_score_beta0.1": 80.0 + s}))
-            records.append(record("ttt", dataset, 40.0 + s, s, extra={"normalized_score_ttt": 40.5 + s}))
+            records.append(record("opex", dataset, 40.0 + s, s, policy_scores={"beta0.1": 80.0 + s}))
+            records.append(record("ttt", dataset, 40.0 + s, s, policy_scores={"ttt": 40.5 + s}))
     held, numbers = claims.test_time(records)
     assert held == "partly" and "DDPG+BC 41.0 ± 0.8 → OPEX (β 0.1) 81.0 ± 0.8, TTT 41.5 ± 0.8" in numbers
     readme = tmp_path / "README.md"

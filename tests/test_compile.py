@@ -43,7 +43,7 @@ def test_compiled_run_matches_eager(script, local_dataset, run_dir):
     with torch._inductor.config.patch(fallback_random=True):
         for compile in (False, True):
             result = module.main(module.Args(compile=compile, exp_name=f"{script}_compile{compile}", **args))
-            runs[compile] = data.load_checkpoint(os.path.join(result["run_path"], "checkpoint.pt"), script)["models"]
+            runs[compile] = data.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), script)["models"]
         compiled_graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     torch._dynamo.reset()  # the next test starts with no compiled graphs of these networks
     assert compiled_graphs > 0  # the compiled run really went through dynamo

@@ -18,6 +18,13 @@ def scalar_tags(run_path: str) -> set[str]:
     return set(events.Tags()["scalars"])
 
 
+def last_scalars(run_path: str) -> dict[str, float]:
+    """The last logged value of every scalar of a run."""
+    events = EventAccumulator(run_path)
+    events.Reload()
+    return {tag: events.Scalars(tag)[-1].value for tag in events.Tags()["scalars"]}
+
+
 @pytest.mark.parametrize("variant", [{}, {"lagrange": True, "max_backup": True, "backup_entropy": True, "bc_steps": 50}])
 def test_smoke_logs_and_checkpoint(local_dataset, run_dir, variant):
     dataset_id = local_dataset("pointmaze/umaze-medium-v0")
@@ -27,13 +34,13 @@ def test_smoke_logs_and_checkpoint(local_dataset, run_dir, variant):
     )  # fmt: skip
     result = cql.main(args)
 
-    assert len(result["scores"]) == 1 and np.isfinite(result["normalized_score"])
-    tags = scalar_tags(result["run_path"])
-    for tag in ("losses/td", "losses/cql", "losses/actor", "cql/ood_minus_data", "q/data_mean", "q/random_mean",
-                "alpha/entropy", "alpha/cql_prime", "eval/normalized_score", "mse/eval_expert"):  # fmt: skip
+    assert len(result.scores) == 1 and np.isfinite(result.normalized_score)
+    tags = scalar_tags(result.run_path)
+    for tag in ("losses/critic", "losses/cql", "losses/actor", "cql/ood_minus_data", "q/data_mean", "q/random_mean",
+                "alpha/entropy", "alpha/cql_prime", "actor/entropy", "eval/normalized_score", "mse/eval_expert"):  # fmt: skip
         assert tag in tags, f"{tag} missing from {sorted(tags)}"
 
-    state = data.load_checkpoint(os.path.join(result["run_path"], "checkpoint.pt"), "cql")
+    state = data.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), "cql")
     obs_dim = state["normalizer"]["mean"].shape[0]
     actor = cql.TanhGaussianActor(obs_dim, 2, 32, 2)
     actor.load_state_dict(state["models"]["actor"])
@@ -43,7 +50,7 @@ def test_smoke_logs_and_checkpoint(local_dataset, run_dir, variant):
     assert mean.shape == (3, 2) and log_std.max() <= 2.0
     assert critics(torch.zeros(3, obs_dim), torch.zeros(5, 3, 2)).shape == (2, 5, 3)  # sample dims broadcast
     if variant:
-        assert state["models"]["log_alpha_prime"] != 0  # the Lagrange multiplier was trained
+        assert state["models"]["log_alpha_prime"]["value"] != 0  # the Lagrange multiplier was trained
 
 
 def test_q_is_conservative(local_dataset, run_dir):
@@ -55,10 +62,11 @@ def test_q_is_conservative(local_dataset, run_dir):
         eval_episodes=2, log_every=100, run_dir=run_dir, save_model=True, progress=False,
     )  # fmt: skip
     result = cql.main(args)
-    assert result["ood_minus_data"] > 0 and result["q_data"] > result["q_random"]
+    logged = last_scalars(result.run_path)  # the last training batch's statistics
+    assert logged["cql/ood_minus_data"] > 0 and logged["q/data_mean"] > logged["q/random_mean"]
 
     # independently of the training logs: Q of the reloaded critics on every dataset state
-    state = data.load_checkpoint(os.path.join(result["run_path"], "checkpoint.pt"), "cql")
+    state = data.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), "cql")
     obs_dim = state["normalizer"]["mean"].shape[0]
     critics = cql.Critics(obs_dim, 2, 64, 2, num_critics=2)
     critics.load_state_dict(state["models"]["critics"])

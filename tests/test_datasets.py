@@ -8,6 +8,8 @@ episode in the env the dataset names, and the checkpoint's normaliser must have 
 
 import importlib
 import math
+import os
+import re
 
 import pytest
 import torch
@@ -18,6 +20,25 @@ from standins import STANDINS, build_standin
 from test_resume import TINY
 
 SCRIPTS = ["bc", *TINY]
+TEST_TIME = {"opex": dict(betas=(0.1,)), "ttt": dict(ttt_steps=1, ttt_batch_size=8)}  # on a ddpg_bc.py checkpoint
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+
+
+def vocabulary() -> set[str]:
+    """The metric names README's "Metric names" table lists."""
+    text = open(README).read()
+    table = text[text.index("### Metric names"):].split("\n\n")[2]
+    return {name for row in table.splitlines()[2:] for name in re.findall(r"`([a-z_]+/[a-z_]+)`", row.split("|")[1])}
+
+
+def assert_tags_in_vocabulary(run_path: str) -> list[float]:
+    """Every scalar the run wrote is a README name (eval/ and mse/ with a policy tag); returns the eval returns."""
+    events = EventAccumulator(run_path).Reload()
+    tags, names = events.Tags()["scalars"], vocabulary()
+    for tag in tags:
+        untagged = re.sub(r"_(n\d+|beta[0-9.e-]+|ttt|target_[0-9.e+-]+)$", "", tag) if tag.startswith(("eval/", "mse/")) else tag
+        assert untagged in names, f"{tag} is not in README's metric names"
+    return [e.value for tag in tags if tag.startswith("eval/return") for e in events.Scalars(tag)]
 TINY_RUN = dict(total_steps=6, batch_size=16, eval_every=6, eval_episodes=1, log_every=3, progress=False, save_model=True)
 # what the network must see; D4RL's own observation (where it differs) in the comment
 WIDTHS = {
@@ -61,11 +82,23 @@ def test_each_family_flattens_to_its_documented_width(dataset_id, standin):
 @pytest.mark.parametrize("dataset_id", list(WIDTHS))
 def test_every_script_trains_and_evaluates_on_every_family(dataset_id, script, standin, run_dir):
     module = importlib.import_module(script)
-    result = module.main(module.Args(dataset=standin(dataset_id), run_dir=run_dir, **TINY_RUN, **TINY.get(script, {})))
-    state = data.load_checkpoint(f"{result['run_path']}/checkpoint.pt", script)
+    validation = {"validation_fraction": 0.25} if dataset_id == "D4RL/pen/human-v2" else {}  # valid/* names too
+    result = module.main(module.Args(dataset=standin(dataset_id), run_dir=run_dir, **TINY_RUN, **validation, **TINY.get(script, {})))
+    state = data.load_checkpoint(f"{result.run_path}/checkpoint.pt", script)
     assert state["normalizer"]["mean"].shape == (WIDTHS[dataset_id],)
-    events = EventAccumulator(result["run_path"]).Reload()
-    returns = [e.value for tag in events.Tags()["scalars"] if tag.startswith("eval/return") for e in events.Scalars(tag)]
+    returns = assert_tags_in_vocabulary(result.run_path)
     assert returns and all(math.isfinite(r) for r in returns)
     # a normalised score wherever the dataset has reference scores (the hopper's v5 dataset has none)
-    assert math.isfinite(result["normalized_score"]) == (STANDINS[dataset_id]["ref_max_score"] is not None)
+    assert math.isfinite(result.normalized_score) == (STANDINS[dataset_id]["ref_max_score"] is not None)
+
+
+@pytest.mark.parametrize("script", TEST_TIME)
+@pytest.mark.parametrize("dataset_id", list(WIDTHS))
+def test_test_time_scripts_act_on_every_family(dataset_id, script, standin, run_dir):
+    ddpg_bc, module = importlib.import_module("ddpg_bc"), importlib.import_module(script)
+    trained = ddpg_bc.main(ddpg_bc.Args(dataset=standin(dataset_id), run_dir=run_dir, **dict(TINY_RUN, eval_episodes=0),
+                                        **TINY["ddpg_bc"]))  # fmt: skip
+    result = module.main(module.Args(checkpoint=f"{trained.run_path}/checkpoint.pt", run_dir=run_dir, eval_episodes=1,
+                                     progress=False, **TEST_TIME[script]))  # fmt: skip
+    returns = assert_tags_in_vocabulary(result.run_path)
+    assert len(returns) >= 2 and all(math.isfinite(r) for r in returns)  # the base policy and the improved one

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "algorithms"))
 import data  # noqa: E402
@@ -129,6 +130,9 @@ def test_evaluation_context_tracks_returns_to_go():
     np.testing.assert_allclose(returns_to_go[:, :, 0].numpy().T, expected[-K:], rtol=1e-5)
     assert torch.equal(states[:, -1], torch.full((2, OBS_DIM), float(len(rewards) - 1)))
     assert actions.abs().sum() > 0  # the policy's own actions fill the context
+    with torch.no_grad():  # a batch of another size (the expert MSE's states) starts fresh contexts at R_1, t = 0
+        assert policy(torch.zeros(7, OBS_DIM)).shape == (7, ACT_DIM)
+    assert policy.context[0].shape == (7, 1, 1) and torch.all(policy.context[0] == 5.0) and policy.t == 0
 
 
 def test_smoke_end_to_end(local_dataset, run_dir):
@@ -137,11 +141,24 @@ def test_smoke_end_to_end(local_dataset, run_dir):
         context_length=4, eval_every=15, log_every=10, eval_episodes=2, target_returns=(-200.0, -600.0),
         run_dir=run_dir, save_model=True, progress=False,
     ))  # fmt: skip
-    assert set(result["score_by_target"]) == {-200.0, -600.0} and len(result["scores"]) == 2
-    assert all(math.isfinite(s) for s in result["score_by_target"].values()) and result["updates_per_s"] > 0
-    assert result["rtg_scale"] > 0
-    state = data.load_checkpoint(os.path.join(result["run_path"], "checkpoint.pt"), "dt")
+    # the first target is the headline score, the others are reported by tag
+    assert set(result.policy_scores) == {"target_-600"} and len(result.scores) == 2
+    assert all(math.isfinite(s) for s in [*result.scores, *result.policy_scores.values()]) and result.updates_per_s > 0
+    tags = set(EventAccumulator(result.run_path).Reload().Tags()["scalars"])
+    assert {"losses/actor", "charts/learning_rate", "eval/normalized_score", "eval/normalized_score_target_-600",
+            "mse/eval_expert", "mse/eval_expert_target_-600"} <= tags
+    state = data.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), "dt")
     assert state["step"] == 30 and "embed_state.weight" in state["models"]["model"]
+
+
+def test_return_conditioning_defaults_to_the_datas_returns(local_dataset):
+    train = data.to_transitions(data.load_dataset(local_dataset("pendulum/medium-v0")))
+    returns = train.episode_returns[train.episode_starts]
+    rtg_scale, targets = dt.return_conditioning(train, dt.Args())
+    assert rtg_scale > 0 and rtg_scale == pytest.approx(float(returns.abs().max()))  # pendulum: returns < 0
+    best, worst = float(returns.max()), float(returns.min())
+    assert targets == pytest.approx((best, (best + worst) / 2)) and best > worst
+    assert dt.return_conditioning(train, dt.Args(rtg_scale=1000.0, target_returns=(-200.0,))) == (1000.0, (-200.0,))
 
 
 # Measured (seed 0, one thread): expert ~35-48, random ~0 normalised after 1500 updates of this tiny model;
@@ -154,7 +171,7 @@ def learn(dataset_id: str, run_dir: str) -> float:
         dataset=dataset_id, total_steps=LEARNING_STEPS, embed_dim=32, num_layers=1, context_length=5, dropout=0.0,
         learning_rate=1e-3, eval_every=LEARNING_STEPS, log_every=LEARNING_STEPS, eval_episodes=5, run_dir=run_dir,
         progress=False,
-    ))["normalized_score"]  # fmt: skip
+    )).normalized_score  # fmt: skip
 
 
 def test_learns_more_from_expert_than_random_data(local_dataset, run_dir):

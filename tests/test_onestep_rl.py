@@ -58,7 +58,7 @@ def test_sarsa_target_uses_the_dataset_next_action(local_dataset):
         critic = onestep_rl.Critics(3, 1, 16, 2)
         optimizers = {n: torch.optim.Adam(m.parameters()) for n, m in zip(("behaviour", "actor", "critic"), (*networks, critic))}
         shifted = data.Transitions(**{**batch.__dict__, "next_actions": next_actions})
-        losses.append(onestep_rl.update(*networks, critic, copy.deepcopy(critic), optimizers, shifted, args)["critic_loss"])
+        losses.append(onestep_rl.update(shifted, *networks, critic, copy.deepcopy(critic), optimizers, args)["losses/critic"])
     assert losses[0] != losses[1]
 
 
@@ -94,16 +94,16 @@ def test_smoke_pendulum(local_dataset, run_dir, improvement):
         save_model=improvement == "exp_weight", validation_fraction=0.2 if improvement == "exp_weight" else 0.0,
     )  # fmt: skip
     result = onestep_rl.main(args)
-    assert len(result["scores"]) == 1 and math.isfinite(result["normalized_score"])
+    assert len(result.scores) == 1 and math.isfinite(result.normalized_score)
     if args.save_model:
-        state = data.load_checkpoint(os.path.join(result["run_path"], "checkpoint.pt"), "onestep_rl")
+        state = data.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), "onestep_rl")
         assert {"behaviour", "actor", "critic", "target_critic"} <= set(state["models"])
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-        events = EventAccumulator(result["run_path"])
+        events = EventAccumulator(result.run_path)
         events.Reload()
         tags = set(events.Tags()["scalars"])
-        assert {"valid/critic_loss", "valid/action_mse", "mse/eval_expert", "losses/behaviour_loss"} <= tags
+        assert {"valid/critic", "valid/behaviour", "valid/action_mse", "mse/eval_expert", "losses/behaviour"} <= tags
 
 
 def test_smoke_maze(local_dataset, run_dir):
@@ -111,4 +111,4 @@ def test_smoke_maze(local_dataset, run_dir):
         dataset=local_dataset("pointmaze/umaze-medium-v0"), total_steps=100, hidden_dim=32, batch_size=64,
         eval_every=100, eval_episodes=2, log_every=50, run_dir=run_dir, progress=False, reward_shift=-1.0,
     )  # fmt: skip
-    assert math.isfinite(onestep_rl.main(args)["normalized_score"])
+    assert math.isfinite(onestep_rl.main(args).normalized_score)

@@ -1,6 +1,7 @@
-"""Resume exactly, fail clearly, lose nothing (bc.py carries the mechanism the other scripts copy)."""
+"""Resume exactly, fail clearly, lose nothing: data.Run's plumbing, exercised through bc.py (every script uses it)."""
 
 import glob
+import math
 import os
 import signal
 import subprocess
@@ -9,6 +10,8 @@ import time
 
 import pytest
 import torch
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import bc
 import data
@@ -35,7 +38,7 @@ def test_killed_run_resumes_to_bit_identical_parameters(local_dataset, run_dir):
     total, half = 6000, 3000
     straight = bc.main(bc.Args(dataset=dataset, run_dir=run_dir, total_steps=total, checkpoint_every=half,
                                eval_every=total, **FAST))  # fmt: skip
-    expected = data.load_checkpoint(os.path.join(straight["run_path"], "checkpoint.pt"), "bc")
+    expected = data.load_checkpoint(os.path.join(straight.run_path, "checkpoint.pt"), "bc")
     assert expected["step"] == total
 
     killed_dir = os.path.join(run_dir, "killed")
@@ -63,7 +66,7 @@ def test_killed_run_resumes_to_bit_identical_parameters(local_dataset, run_dir):
 def test_same_seed_gives_identical_losses(local_dataset, run_dir, monkeypatch):
     losses = []
     real_update = bc.update
-    monkeypatch.setattr(bc, "update", lambda *a: losses.append(real_update(*a).item()) or torch.tensor(losses[-1]))
+    monkeypatch.setattr(bc, "update", lambda *a: losses.append(real_update(*a)["losses/actor"].item()) or {"losses/actor": torch.tensor(losses[-1])})
     args = dict(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, total_steps=20, eval_every=20, seed=5, **FAST)
     bc.main(bc.Args(**args))
     first, losses[:] = list(losses), []
@@ -76,43 +79,94 @@ def test_nan_loss_stops_with_name_and_step_and_keeps_last_checkpoint(local_datas
 
     def update_going_nan(*args):
         calls.append(1)
-        return real_update(*args) if len(calls) < 150 else torch.tensor(float("nan"))
+        return real_update(*args) if len(calls) < 150 else {"losses/actor": torch.tensor(float("nan"))}
 
     monkeypatch.setattr(bc, "update", update_going_nan)
-    with pytest.raises(FloatingPointError, match=r"losses/actor_mse became nan at step 200.*last good checkpoint is .*checkpoint.pt"):
+    with pytest.raises(FloatingPointError, match=r"losses/actor became nan at step 200.*last good checkpoint is .*checkpoint.pt"):
         bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, total_steps=400,
                         checkpoint_every=100, eval_every=400, **FAST))  # fmt: skip
     (run_folder,) = os.listdir(run_dir)
     assert data.load_checkpoint(os.path.join(run_dir, run_folder, "checkpoint.pt"), "bc")["step"] == 100
 
 
-def test_checkpoint_of_another_dataset_is_refused(local_dataset, run_dir):
+def test_resume_takes_the_checkpoints_settings_and_refuses_a_changed_one(local_dataset, run_dir):
+    local_dataset("pendulum/expert-v0")
     result = bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, total_steps=20,
-                             eval_every=20, save_model=True, **FAST))  # fmt: skip
-    checkpoint = os.path.join(result["run_path"], "checkpoint.pt")
-    with pytest.raises(ValueError, match="was trained on pendulum/medium-v0, not pendulum/expert-v0: pass --dataset pendulum/medium-v0"):
-        bc.main(bc.Args(dataset=local_dataset("pendulum/expert-v0"), resume=checkpoint, total_steps=40, **FAST))
+                             eval_every=20, save_model=True, learning_rate=1e-3, **FAST))  # fmt: skip
+    checkpoint = os.path.join(result.run_path, "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"changes --dataset pendulum/expert-v0 \(the checkpoint's: pendulum/medium-v0\): drop those flags"):
+        bc.main(bc.Args(dataset="pendulum/expert-v0", resume=checkpoint, total_steps=40, **FAST))
+    with pytest.raises(ValueError, match=r"--hidden-dim 8 \(the checkpoint's: 16\)"):
+        bc.main(bc.Args(resume=checkpoint, total_steps=40, **dict(FAST, hidden_dim=8)))
+    with pytest.raises(ValueError, match="already at step 20 and --total-steps is 20: pass a larger --total-steps"):
+        bc.main(bc.Args(resume=checkpoint, total_steps=20, **FAST))
+    # flags left at their defaults come from the checkpoint: its dataset, width and learning rate
+    bc.main(bc.Args(resume=checkpoint, total_steps=40, batch_size=32, eval_episodes=1, progress=False))
+    state = data.load_checkpoint(checkpoint, "bc")
+    assert state["step"] == 40 and state["args"]["learning_rate"] == 1e-3 and state["args"]["hidden_dim"] == 16
+    assert state["dataset"] == "pendulum/medium-v0"
 
 
-def interrupt_training(command: list[str], run_dir: str, script: str) -> str:
-    """Start a (practically endless) training run, Ctrl-C it once it trains, and return the checkpoint it printed."""
+def test_run_folders_never_collide(local_dataset, run_dir):
+    paths = {data.new_run_folder(run_dir, "same__name__0") for _ in range(3)}  # all within one second
+    assert len(paths) == 3 and all(os.path.isdir(p) for p in paths)
+    args = dict(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, total_steps=5, **dict(FAST, eval_episodes=0))
+    plain, filtered = bc.main(bc.Args(**args)), bc.main(bc.Args(top_fraction=0.1, **args))
+    assert "__bc__" in plain.run_path and "__bc_top0.1__" in filtered.run_path
+
+
+def test_eval_episodes_zero_trains_without_evaluating(local_dataset, run_dir):
+    result = bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, total_steps=30, eval_every=10,
+                             **dict(FAST, eval_episodes=0, log_every=10)))  # fmt: skip
+    assert result.scores == [] and math.isnan(result.normalized_score) and result.updates_per_s > 0
+    tags = set(EventAccumulator(result.run_path).Reload().Tags()["scalars"])
+    assert "losses/actor" in tags and not any(tag.startswith(("eval/", "mse/eval")) for tag in tags)
+    with pytest.raises(ValueError, match="--eval-episodes must be 0 \\(no evaluation\\) or more, got -1"):
+        bc.main(bc.Args(dataset="pendulum/medium-v0", run_dir=run_dir, total_steps=5, **dict(FAST, eval_episodes=-1)))
+
+
+def test_full_disk_names_the_folder_keeps_the_previous_checkpoint_and_no_temporary(local_dataset, run_dir, monkeypatch):
+    real_save, saves = torch.save, []
+
+    def save_until_the_disk_fills(state, path):
+        saves.append(path)
+        if len(saves) < 2:
+            return real_save(state, path)
+        with open(path, "wb") as f:  # half a file, then torch's own error for a full disk
+            f.write(b"PK")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", save_until_the_disk_fills)
+    with pytest.raises(OSError, match=r"Could not write the checkpoint in .* \(the disk is full: free some space\), then resume\. The previous checkpoint .*checkpoint.pt is kept"):
+        bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, total_steps=20, checkpoint_every=10,
+                        eval_every=20, **FAST))  # fmt: skip
+    (run_folder,) = os.listdir(run_dir)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert data.load_checkpoint(os.path.join(run_dir, run_folder, "checkpoint.pt"), "bc")["step"] == 10
+    assert not [name for name in os.listdir(os.path.join(run_dir, run_folder)) if ".tmp-" in name]
+
+
+def interrupt_training(command: list[str], run_dir: str, script: str, sent: signal.Signals = signal.SIGINT) -> str:
+    """Start a (practically endless) training run, interrupt it once it trains, and return the checkpoint it printed."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     while not glob.glob(os.path.join(run_dir, "*", "events.*")):  # training starts once TensorBoard's file is there
         assert process.poll() is None, process.communicate()
         time.sleep(0.01)
     time.sleep(1.0)  # let it train a little
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sent)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr[-2000:]
-    assert f"resume with: python algorithms/{script}.py --resume" in stdout
+    assert f"{sent.name} at step" in stdout and f"resume with: python algorithms/{script}.py --resume" in stdout
     checkpoint = stdout.split("--resume ")[1].split()[0]
     assert 0 < data.load_checkpoint(checkpoint, script)["step"] < 10_000_000
     return checkpoint
 
 
-def test_ctrl_c_checkpoints_and_prints_the_resume_command(local_dataset, run_dir):
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM])  # Ctrl-C; preemption by SLURM, Ray, Kubernetes
+def test_interrupt_checkpoints_and_prints_the_resume_command(local_dataset, run_dir, sent):
     local_dataset("pendulum/medium-v0")
-    interrupt_training(cli(run_dir, "--total-steps", "10000000", "--eval-every", "10000000", "--log-every", "50"), run_dir, "bc")
+    command = cli(run_dir, "--total-steps", "10000000", "--eval-every", "10000000", "--log-every", "50")
+    interrupt_training(command, run_dir, "bc", sent)
 
 
 def test_unwritable_run_dir_is_named_with_the_fix(local_dataset, tmp_path):

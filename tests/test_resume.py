@@ -29,9 +29,6 @@ TINY = {  # tiny networks, and every option on that adds state to carry over (sc
     "awr": dict(hidden_dim=16),
     "ddpg_bc": dict(hidden_dim=16),
     "sfbc": dict(hidden_dim=16, num_samples=(2,)),
-    # train as ddpg_bc.py does, test-time improvement on top
-    "opex": dict(hidden_dim=16, betas=(0.1,)),
-    "ttt": dict(hidden_dim=16, ttt_steps=1, ttt_batch_size=8),
 }
 KILL_STEPS = {"td3_bc": 1200, "iql": 600, "dt": 300}  # ~1 s each; the kill must land before the run ends
 
@@ -81,15 +78,15 @@ def test_resumed_run_ends_with_the_straight_runs_tensors(script, local_dataset, 
     args = dict(dataset=local_dataset("pendulum/medium-v0"), total_steps=total, checkpoint_every=half, eval_every=total,
                 **FAST, **TINY[script])  # fmt: skip
     straight = module.main(module.Args(run_dir=run_dir, **args))
-    expected = data.load_checkpoint(os.path.join(straight["run_path"], "checkpoint.pt"), script)
+    expected = data.load_checkpoint(os.path.join(straight.run_path, "checkpoint.pt"), script)
     assert data.load_checkpoint(str(mid), script)["step"] == half
 
     module.main(module.Args(resume=str(mid), **args))
     resumed = data.load_checkpoint(str(mid), script)
     assert expected["step"] == resumed["step"] == total
     assert_identical(expected["models"], resumed["models"])
-    finished = module.main(module.Args(resume=str(mid), **args))  # nothing left to do: no update, no error
-    assert finished["updates_per_s"] == 0
+    with pytest.raises(ValueError, match=f"already at step {total} and --total-steps is {total}: pass a larger --total-steps"):
+        module.main(module.Args(resume=str(mid), **args))  # nothing left to do: said, not a silent exit
     assert_identical(resumed["models"], data.load_checkpoint(str(mid), script)["models"])
 
 
@@ -100,7 +97,7 @@ def test_killed_run_resumes_to_bit_identical_state(script, local_dataset, run_di
     args = dict(dataset=local_dataset("pendulum/medium-v0"), total_steps=total, checkpoint_every=quarter, eval_every=total,
                 **FAST, **TINY[script])  # fmt: skip
     straight = module.main(module.Args(run_dir=run_dir, **args))
-    expected = data.load_checkpoint(os.path.join(straight["run_path"], "checkpoint.pt"), script)
+    expected = data.load_checkpoint(os.path.join(straight.run_path, "checkpoint.pt"), script)
 
     killed_dir = os.path.join(run_dir, "killed")
     command = [sys.executable, os.path.join(ROOT, "algorithms", f"{script}.py"), "--run-dir", killed_dir, *flags(args)]
@@ -124,7 +121,7 @@ def test_killed_run_resumes_to_bit_identical_state(script, local_dataset, run_di
 def bc_checkpoint(local_dataset, tmp_path_factory):
     result = bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=str(tmp_path_factory.mktemp("bc")),
                              total_steps=5, eval_every=5, save_model=True, hidden_dim=16, **FAST))  # fmt: skip
-    return os.path.join(result["run_path"], "checkpoint.pt")
+    return os.path.join(result.run_path, "checkpoint.pt")
 
 
 @pytest.mark.parametrize("script", TINY)

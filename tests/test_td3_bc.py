@@ -26,14 +26,14 @@ def test_smoke_logs_and_checkpoint(local_dataset, run_dir):
     )  # fmt: skip
     result = td3_bc.main(args)
 
-    assert len(result["scores"]) == 2 and np.all(np.isfinite(result["scores"]))
-    assert result["updates_per_s"] > 0
-    tags = scalar_tags(result["run_path"])
-    for tag in ("losses/critic", "losses/actor", "losses/bc_mse", "q/data_mean", "eval/normalized_score", "mse/eval_expert"):
+    assert len(result.scores) == 2 and np.all(np.isfinite(result.scores))
+    assert result.updates_per_s > 0
+    tags = scalar_tags(result.run_path)
+    for tag in ("losses/critic", "losses/actor", "losses/bc", "actor/lambda", "q/data_mean", "eval/normalized_score", "mse/eval_expert"):
         assert tag in tags, f"{tag} missing from {sorted(tags)}"
 
     # the checkpoint reloads into fresh networks that act exactly like the trained actor would
-    checkpoint = glob.glob(os.path.join(result["run_path"], "checkpoint.pt"))[0]
+    checkpoint = glob.glob(os.path.join(result.run_path, "checkpoint.pt"))[0]
     state = data.load_checkpoint(checkpoint, "td3_bc")
     assert state["step"] == 200 and state["args"]["hidden_dim"] == 32
     dataset = data.load_dataset(dataset_id)
@@ -56,7 +56,7 @@ def test_td3_bc_beats_bc_on_pendulum_medium(local_dataset, run_dir):
     # a short horizon and fast targets (gamma 0.97, tau 0.05, lr 1e-3) make the value propagate in few updates
     td3_bc_score = td3_bc.main(
         td3_bc.Args(**common, actor_lr=1e-3, critic_lr=1e-3, gamma=0.97, tau=0.05)
-    )["normalized_score"]  # fmt: skip
-    bc_score = bc.main(bc.Args(**common, learning_rate=1e-3))["normalized_score"]
+    ).normalized_score  # fmt: skip
+    bc_score = bc.main(bc.Args(**common, learning_rate=1e-3)).normalized_score
     assert td3_bc_score > bc_score + 20, f"TD3+BC {td3_bc_score:.1f} vs BC {bc_score:.1f}"
     assert td3_bc_score > 65, f"TD3+BC {td3_bc_score:.1f} should be well above the behaviour (~40)"

@@ -1,16 +1,14 @@
 """Test-time policy improvement: opex.py (a <- clip(a + beta grad_a Q)) and ttt.py (test-time training).
 
 Unit checks of the OPEX step on hand-made Q functions with a known gradient, of TTT's parameter updates
-(none at learning rate 0, a higher frozen Q on the visited states otherwise), smoke runs of both scripts,
-both scripts on checkpoints written by ddpg_bc.py and awr.py (the same network classes), and the training
-phase's reliability, ddpg_bc.py's mechanism (exact --resume is checked with the other scripts in test_resume.py).
+(none at learning rate 0, a higher frozen Q on the visited states otherwise), and both scripts on checkpoints
+written by ddpg_bc.py and awr.py (the same network classes): they train nothing, score the checkpoint's own
+policy as its training run did, and refuse another algorithm's checkpoint.
 """
 
 import dataclasses
 import inspect
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -22,7 +20,6 @@ import data
 import ddpg_bc
 import opex
 import ttt
-from test_reliability import ROOT, interrupt_training
 
 DATASET = "pendulum/medium-v0"  # 3-d observations, actions in [-2, 2], a scripted expert
 TINY = dict(total_steps=200, batch_size=64, hidden_dim=32, eval_every=200, eval_episodes=2, log_every=100, progress=False)
@@ -37,17 +34,41 @@ def scalars(run_path: str) -> dict[str, list[float]]:
 def networks(module, seed: int = 0, obs_dim: int = 3, act_dim: int = 1, high: float = 2.0):
     torch.manual_seed(seed)
     actor = module.Actor(obs_dim, act_dim, 32, np.full(act_dim, -high), np.full(act_dim, high))
-    critic = module.Critic(obs_dim, act_dim, 32, layer_norm=True)
+    critic = module.Critics(obs_dim, act_dim, 32, 2, layer_norm=True)
     normalizer = data.Normalizer.fit(torch.randn(500, obs_dim) * 2 + 1)
     return actor, critic, normalizer
 
 
+@pytest.fixture(scope="module")
+def trained(local_dataset, tmp_path_factory):
+    """trained(ddpg_bc or awr): a tiny run saved with --save-model (validation episodes held out), once per module."""
+    runs = {}
+
+    def train(trainer) -> data.RunResult:
+        if trainer not in runs:
+            args = trainer.Args(dataset=local_dataset(DATASET), run_dir=str(tmp_path_factory.mktemp(trainer.__name__)),
+                                save_model=True, validation_fraction=0.1, **TINY)  # fmt: skip
+            runs[trainer] = trainer.main(args)
+        return runs[trainer]
+
+    return train
+
+
 def test_pretrained_networks_are_the_same_classes_in_every_script():
-    # --checkpoint loads ddpg_bc.py's and awr.py's state dicts into opex.py's and ttt.py's networks
-    for name in ("mlp", "EnsembleLinear", "Critic", "Actor"):
+    # opex.py and ttt.py load ddpg_bc.py's and awr.py's state dicts into their own copies of these networks
+    for name in ("mlp", "EnsembleLinear", "EnsembleLayerNorm", "Critics", "Actor"):
         source = inspect.getsource(getattr(ddpg_bc, name))
         for module in (awr, opex, ttt):
             assert inspect.getsource(getattr(module, name)) == source, f"{module.__name__}.{name} differs"
+
+
+def test_test_time_scripts_train_nothing():
+    # no value learning and no training flags: the policy and Q come from the checkpoint only
+    for module in (opex, ttt):
+        fields = {field.name for field in dataclasses.fields(module.Args)}
+        assert not fields & {"dataset", "total_steps", "batch_size", "resume", "save_model", "learning_rate"}, module
+        assert not any(hasattr(module, name) for name in ("update_value", "update_actor", "value_losses")), module
+        assert dataclasses.fields(module.Args)[0].name == "checkpoint"  # the one required flag
 
 
 @pytest.mark.parametrize("normalize_gradient", [False, True])
@@ -97,7 +118,7 @@ def ttt_setup(local_dataset, **overrides):
     dataset = data.load_dataset(local_dataset(DATASET))
     envs = data.make_eval_envs(dataset, 2)
     actor, critic, normalizer = networks(ttt, seed=1)
-    args = ttt.Args(**{"ttt_steps": 2, "ttt_batch_size": 32, "ttt_bc_weight": 0.0, **overrides})
+    args = ttt.Args(**{"checkpoint": "unused", "ttt_steps": 2, "ttt_batch_size": 32, "ttt_bc_weight": 0.0, **overrides})
     return dataset, envs, actor, critic, normalizer, ttt.TTTPolicy(actor, critic, normalizer, args)
 
 
@@ -127,94 +148,62 @@ def test_ttt_raises_the_frozen_q_of_the_visited_states(local_dataset):
         q_adapted = critic(s, policy.actor(s)).min(0).values.mean()
         q_base = critic(s, actor(s)).min(0).values.mean()
     assert q_adapted > q_base + 1e-3
-    # the trained policy and the critic themselves are untouched (TTT adapts a copy against a frozen Q)
+    # the trained policy and the critic themselves are untouched (TTT adapts a copy against a frozen copy of Q)
     assert all(torch.equal(v, before[k]) for k, v in actor.state_dict().items())
     assert all(torch.equal(v, critic_before[k]) for k, v in critic.state_dict().items())
-    assert all(p.requires_grad for p in critic.parameters())  # training goes on after an evaluation
+    assert all(p.requires_grad for p in critic.parameters())  # the caller's critic is not frozen by TTT
 
 
-def test_opex_smoke(local_dataset, run_dir):
-    args = opex.Args(dataset=local_dataset(DATASET), run_dir=run_dir, betas=(0.03, 0.3), validation_fraction=0.1, **TINY)
-    result = opex.main(args)
-    assert set(result["scores_by_beta"]) == {0.0, 0.03, 0.3}  # beta 0, the plain policy, is always evaluated
-    assert result["best_beta"] in result["scores_by_beta"]
-    logged = scalars(result["run_path"])
-    for tag in ("_beta0", "_beta0.03", "_beta0.3"):
+def test_opex_on_a_checkpoint(trained, run_dir):
+    checkpoint = f"{trained(ddpg_bc).run_path}/checkpoint.pt"
+    result = opex.main(opex.Args(checkpoint=checkpoint, run_dir=run_dir, betas=(0.03, 0.3), eval_episodes=2, progress=False))
+    assert set(result.policy_scores) == {"beta0.03", "beta0.3"}  # beta 0, the plain policy, is the untagged score
+    logged = scalars(result.run_path)
+    assert "eval/normalized_score_beta0" not in logged  # ... evaluated once
+    for tag in ("", "_beta0.03", "_beta0.3"):
         assert math.isfinite(logged[f"eval/normalized_score{tag}"][-1])
         assert logged[f"eval/grad_norm{tag}"][-1] > 0
-        for split in ("train", "valid", "eval"):
+        for split in ("train", "valid", "eval"):  # the checkpoint's own validation episodes
             assert 0 <= logged[f"mse/{split}_expert{tag}"][-1] <= 16  # actions in [-2, 2]
-    assert logged["eval/normalized_score"][-1] == logged["eval/normalized_score_beta0"][-1]
-    assert logged["eval/normalized_score"][-1] == pytest.approx(result["normalized_score"])
-    assert logged["mse/eval_expert"][-1] == logged["mse/eval_expert_beta0"][-1]
+    assert logged["eval/normalized_score"][-1] == pytest.approx(result.normalized_score)
+    assert logged["eval/normalized_score_beta0.3"][-1] == pytest.approx(result.policy_scores["beta0.3"])
 
 
-def test_ttt_smoke(local_dataset, run_dir):
-    args = ttt.Args(dataset=local_dataset(DATASET), run_dir=run_dir, eval_rounds=2, ttt_reset_per_episode=False,
-                    validation_fraction=0.1, **TINY)  # fmt: skip
-    result = ttt.main(args)
-    assert math.isfinite(result["normalized_score"]) and math.isfinite(result["normalized_score_ttt"])
-    logged = scalars(result["run_path"])
-    for tag in ("_base", "_ttt"):
+def test_ttt_on_a_checkpoint(trained, run_dir):
+    checkpoint = f"{trained(ddpg_bc).run_path}/checkpoint.pt"
+    result = ttt.main(ttt.Args(checkpoint=checkpoint, run_dir=run_dir, eval_rounds=2, ttt_reset_per_episode=False,
+                               ttt_steps=2, ttt_batch_size=32, eval_episodes=2, progress=False))  # fmt: skip
+    assert math.isfinite(result.normalized_score) and math.isfinite(result.policy_scores["ttt"])
+    logged = scalars(result.run_path)
+    for tag in ("", "_ttt"):
         for split in ("train", "valid", "eval"):
             assert 0 <= logged[f"mse/{split}_expert{tag}"][-1] <= 16
-    assert logged["eval/normalized_score_ttt"][-1] == pytest.approx(result["normalized_score_ttt"])
-    assert logged["eval/normalized_score"][-1] == logged["eval/normalized_score_base"][-1]
+    assert logged["eval/normalized_score_ttt"][-1] == pytest.approx(result.policy_scores["ttt"])
+    assert logged["eval/normalized_score"][-1] == pytest.approx(result.normalized_score)
     assert logged["ttt/q_gain"][-1] > 0  # the adapted copy has a higher Q on the visited states
     assert logged["ttt/action_shift"][-1] > 0
 
 
 @pytest.mark.parametrize("trainer", [ddpg_bc, awr])
-def test_checkpoint_is_evaluated_without_training(trainer, local_dataset, run_dir, tmp_path):
-    trained = trainer.main(trainer.Args(dataset=local_dataset(DATASET), run_dir=run_dir, save_model=True, **TINY))
-    checkpoint = f"{trained['run_path']}/checkpoint.pt"
-    # the dataset and network settings come from the checkpoint (the default dataset and width differ)
-    common = dict(checkpoint=checkpoint, eval_episodes=2, run_dir=run_dir, progress=False)
+def test_checkpoint_is_evaluated_without_training(trainer, trained, run_dir, tmp_path):
+    run = trained(trainer)
+    # the dataset and network settings come from the checkpoint (the training run's width is not the default)
+    common = dict(checkpoint=f"{run.run_path}/checkpoint.pt", eval_episodes=2, run_dir=run_dir, progress=False)
     result = opex.main(opex.Args(betas=(0.1,), **common))
-    assert result["updates_per_s"] == 0  # nothing trained
+    assert result.updates_per_s == 0  # nothing trained
     # the same policy on the same evaluation seeds: beta 0 scores what ddpg_bc.py (awr.py) scored, bit for bit
-    assert result["scores_by_beta"][0.0][-1] == trained["normalized_score"]
+    assert result.normalized_score == run.normalized_score
+    assert result.scores == run.scores[-1:]
     # TTT at learning rate 0 is the same policy again
-    result = ttt.main(ttt.Args(ttt_learning_rate=0.0, **common))
-    assert result["normalized_score"] == result["normalized_score_ttt"] == trained["normalized_score"]
-
-    other = str(tmp_path / "bc.pt")
-    data.save_checkpoint(other, "bc", {"dataset": DATASET}, 0, {}, data.Normalizer.identity(3))
-    with pytest.raises(ValueError, match="is not one of ddpg_bc, awr"):
-        opex.main(opex.Args(checkpoint=other, run_dir=run_dir, progress=False))
-    # --checkpoint evaluates a trained policy, --resume continues training: never both
-    for module in (opex, ttt):
-        with pytest.raises(ValueError, match="--checkpoint evaluates a trained policy, --resume continues"):
-            module.main(module.Args(resume=checkpoint, **common))
+    result = ttt.main(ttt.Args(ttt_learning_rate=0.0, ttt_steps=1, ttt_batch_size=8, **common))
+    assert result.normalized_score == result.policy_scores["ttt"] == run.normalized_score
 
 
 @pytest.mark.parametrize("module", [opex, ttt])
-def test_nan_loss_stops_with_name_and_step_and_keeps_last_checkpoint(module, local_dataset, run_dir, monkeypatch):
-    real_update, calls = module.update_value, []
-
-    def update_on_poisoned_data(batch, *args):  # a NaN reward in every batch from update 150 on
-        calls.append(1)
-        if len(calls) >= 150:
-            batch = dataclasses.replace(batch, rewards=torch.full_like(batch.rewards, float("nan")))
-        return real_update(batch, *args)
-
-    monkeypatch.setattr(module, "update_value", update_on_poisoned_data)
-    args = {**TINY, "total_steps": 400, "eval_every": 400, "checkpoint_every": 100}
-    message = r"losses/critic_loss became nan at step 200.*last good checkpoint is .*checkpoint.pt"
-    with pytest.raises(FloatingPointError, match=message):
-        module.main(module.Args(dataset=local_dataset(DATASET), run_dir=run_dir, **args))
-    (run_folder,) = os.listdir(run_dir)
-    checkpoint = data.load_checkpoint(os.path.join(run_dir, run_folder, "checkpoint.pt"), module.__name__)
-    assert checkpoint["step"] == 100
-    assert all(torch.isfinite(p).all() for p in checkpoint["models"]["critic"].values())  # the good one, not NaN
-
-
-@pytest.mark.parametrize("script", ["opex", "ttt"])
-def test_ctrl_c_checkpoints_and_prints_the_resume_command(script, local_dataset, run_dir):
-    command = [sys.executable, os.path.join(ROOT, "algorithms", f"{script}.py"), "--run-dir", run_dir, "--no-progress",
-               "--dataset", local_dataset(DATASET), "--batch-size", "32", "--hidden-dim", "16", "--eval-episodes", "1",
-               "--total-steps", "10000000", "--eval-every", "10000000", "--log-every", "50"]  # fmt: skip
-    checkpoint = interrupt_training(command, run_dir, script)
-    module = {"opex": opex, "ttt": ttt}[script]  # the checkpoint continues only on the dataset it was trained on
-    with pytest.raises(ValueError, match=f"was trained on {DATASET}, not pendulum/mixed-v0: pass --dataset {DATASET}"):
-        module.main(module.Args(dataset=local_dataset("pendulum/mixed-v0"), resume=checkpoint, **TINY))
+def test_another_algorithms_checkpoint_and_no_evaluation_are_refused(module, run_dir, tmp_path):
+    other = str(tmp_path / "bc.pt")
+    data.save_checkpoint(other, "bc", {"dataset": DATASET}, 0, {}, data.Normalizer.identity(3))
+    with pytest.raises(ValueError, match="written by bc, not ddpg_bc or awr: load it with algorithms/bc.py"):
+        module.main(module.Args(checkpoint=other, run_dir=run_dir, progress=False))
+    with pytest.raises(ValueError, match="--eval-episodes must be at least 1"):
+        module.main(module.Args(checkpoint=other, run_dir=run_dir, eval_episodes=0))
