@@ -397,16 +397,8 @@ class EvalResult:
         return float(self.returns.mean())
 
     @property
-    def std(self) -> float:
-        return float(self.returns.std())
-
-    @property
     def normalized_mean(self) -> float:
         return float(self.normalized.mean())
-
-    @property
-    def normalized_std(self) -> float:
-        return float(self.normalized.std())
 
 
 def make_eval_envs(dataset: minari.MinariDataset, num_envs: int) -> gym.vector.VectorEnv:
@@ -797,10 +789,17 @@ class Run:
         if self._envs is None:
             self._envs = make_eval_envs(dataset, self.args.eval_episodes)
         result = evaluate(policy, self._envs, dataset, seed=self.args.seed + 1_000, device=self.device, on_reward=on_reward)
+        states = {**(mse_states or {}), "eval": result.observations}
+        self.record(step, result, {split: expert_action_mse(policy, dataset.id, s, self.device) for split, s in states.items()}, tag)
+        self._eval_seconds += time.time() - started
+        return result
+
+    def record(self, step: int, result: EvalResult, expert_mse: dict[str, float], tag: str = "") -> None:
+        """Log an evaluation (eval/*{tag}, mse/<split>_expert{tag} where finite) and keep its score: untagged, the run's
+        score; tagged, a policy the script evaluates besides it (RunResult.policy_scores, keyed without the "_")."""
         self.writer.add_scalar(f"eval/return{tag}", result.mean, step)
         self.writer.add_scalar(f"eval/normalized_score{tag}", result.normalized_mean, step)
-        for split, states in {**(mse_states or {}), "eval": result.observations}.items():
-            mse = expert_action_mse(policy, dataset.id, states, self.device)
+        for split, mse in expert_mse.items():
             if np.isfinite(mse):
                 self.writer.add_scalar(f"mse/{split}_expert{tag}", mse, step)
         if tag:
@@ -810,8 +809,6 @@ class Run:
             self.returns.append(result.mean)
             if self._progress is not None:
                 self._progress.set_postfix(score=f"{result.normalized_mean:.1f}")
-        self._eval_seconds += time.time() - started
-        return result
 
     def result(self) -> RunResult:
         """Close the run; print and return its numbers."""

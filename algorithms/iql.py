@@ -173,9 +173,8 @@ class ValueNetwork(nn.Module):
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
-    """L2^tau(u) = |tau - 1(u < 0)| u^2, elementwise: with tau > 0.5 V under-estimating Q costs more."""
-    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
-    return weight * diff**2
+    # L2^tau(u) = |tau - 1(u < 0)| u^2 (IQL); tau = 0.5 is half the squared error: plain regression
+    return torch.abs(expectile - (diff < 0).float()) * diff**2
 
 
 def advantage_weights(advantages: torch.Tensor, temperature: float, max_weight: float) -> torch.Tensor:

@@ -198,20 +198,6 @@ def merge(results: list[data.EvalResult]) -> data.EvalResult:
     return data.EvalResult(*(np.concatenate([getattr(r, field) for r in results]) for field in fields))
 
 
-def log_evaluation(run: data.Run, step: int, result: data.EvalResult, expert_mse: dict[str, float], tag: str) -> None:
-    """What run.evaluate logs and keeps, for an evaluation over rounds of episodes: eval/*{tag}, mse/*_expert{tag}."""
-    run.writer.add_scalar(f"eval/return{tag}", result.mean, step)
-    run.writer.add_scalar(f"eval/normalized_score{tag}", result.normalized_mean, step)
-    for split, mse in expert_mse.items():
-        if np.isfinite(mse):
-            run.writer.add_scalar(f"mse/{split}_expert{tag}", mse, step)
-    if tag:
-        run.policy_scores[tag.lstrip("_")] = result.normalized_mean
-    else:
-        run.scores.append(result.normalized_mean)
-        run.returns.append(result.mean)
-
-
 def main(args: Args) -> data.RunResult:
     if args.eval_episodes < 1:
         raise ValueError(f"--eval-episodes must be at least 1, got {args.eval_episodes}: evaluating is all ttt.py does.")
@@ -262,8 +248,8 @@ def main(args: Args) -> data.RunResult:
     base_mse["eval"] = data.expert_action_mse(base_policy, dataset_id, base.observations, device)
     ttt_mse = {k: data.expert_action_mse(adapted_policy, dataset_id, x, device) for k, x in mse_states.items()}
     ttt_mse["eval"] = data.expert_action_mse(lambda _: taken, dataset_id, visited, device)
-    log_evaluation(run, step, base, base_mse, tag="")
-    log_evaluation(run, step, adapted, ttt_mse, tag="_ttt")
+    run.record(step, base, base_mse)
+    run.record(step, adapted, ttt_mse, tag="_ttt")
     with torch.no_grad():  # what TTT changed on all visited states: Q gain and action shift of the last copy
         s = normalizer(visited)
         pi, pi_0 = ttt.actor(s), ttt.reference(s)
