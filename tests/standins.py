@@ -104,6 +104,12 @@ def _kitchen_space() -> Dict:
     )
 
 
+def _maze_eval_env(env_id: str, max_episode_steps: int, maze_map: list, goal_cell, reset_cell) -> dict:
+    """The D4RL mazes' evaluation env: the same env id with a fixed-goal map, the goal never moved."""
+    kwargs = {"maze_map": maze_map, "reward_type": "sparse", "continuing_task": True, "reset_target": False}
+    return {"env_id": env_id, "max_episode_steps": max_episode_steps, "env_kwargs": kwargs, "goal_cell": goal_cell, "reset_cell": reset_cell}
+
+
 # Facts a test can assert on. "flat_obs_dim" is the width of data.flatten_observation's vector:
 # observation ++ achieved_goal ++ desired_goal (every task's box for Kitchen); "goal_dims" is the
 # per-key width of achieved/desired goal.
@@ -136,16 +142,7 @@ STANDINS: dict[str, dict] = {
         "entry_point": "gymnasium_robotics.envs.maze.point_maze:PointMazeEnv",
         "max_episode_steps": 1000000.0,
         "env_kwargs": {"maze_map": U_MAZE, "reward_type": "sparse", "continuing_task": True, "reset_target": True},
-        "eval_env": {
-            "env_id": "PointMaze_UMaze-v3",
-            "max_episode_steps": 300,
-            "env_kwargs": {
-                "maze_map": POINTMAZE_EVAL_MAP, "reward_type": "sparse",
-                "continuing_task": True, "reset_target": False,
-            },
-            "goal_cell": (1, 1),
-            "reset_cell": None,  # random start
-        },
+        "eval_env": _maze_eval_env("PointMaze_UMaze-v3", 300, POINTMAZE_EVAL_MAP, goal_cell=(1, 1), reset_cell=None),  # random start
         "observation_space": _goal_space(4),
         "action_space": Box(-1.0, 1.0, (2,), np.float32),
         "dict_observation": True,
@@ -171,16 +168,7 @@ STANDINS: dict[str, dict] = {
         "env_kwargs": {
             "maze_map": ANTMAZE_MAP, "reward_type": "sparse", "continuing_task": True, "reset_target": False,
         },
-        "eval_env": {
-            "env_id": "AntMaze_UMaze-v4",
-            "max_episode_steps": 700,
-            "env_kwargs": {
-                "maze_map": ANTMAZE_EVAL_MAP, "reward_type": "sparse",
-                "continuing_task": True, "reset_target": False,
-            },
-            "goal_cell": (3, 3),
-            "reset_cell": (1, 3),
-        },
+        "eval_env": _maze_eval_env("AntMaze_UMaze-v4", 700, ANTMAZE_EVAL_MAP, goal_cell=(3, 3), reset_cell=(1, 3)),
         "observation_space": _goal_space(27),
         "action_space": Box(-1.0, 1.0, (8,), np.float32),
         "dict_observation": True,
