@@ -234,7 +234,9 @@ STANDINS: dict[str, dict] = {
         "infos": (),
         "ref_min_score": 0.0,
         "ref_max_score": 4.0,
-        "ref_scores_confirmed": False,  # D4RL's kitchen values
+        # D4RL's kitchen values, placeholders: with remove_task_when_completed=False a completed task is rewarded on
+        # every step, so real returns run far past 4 (a stand-in SfBC run that moved the kettle scored 5650 on them)
+        "ref_scores_confirmed": False,
         "data_env_recoverable": True,  # recover_environment() works (Kitchen: once FrankaKitchen-v1 builds)
         "sources": "scripts/kitchen/create_franka_dataset.py; minari.farama.org/datasets/D4RL/kitchen/mixed-v2",
     },
