@@ -391,6 +391,7 @@ class EvalResult:
     lengths: np.ndarray
     normalized: np.ndarray  # 100 * (return - ref_min) / (ref_max - ref_min); NaN without references
     observations: np.ndarray  # flat observations the policy visited (for evaluation MSE)
+    successes: np.ndarray | None = None  # per episode: the env's info["success"] was ever true (goal tasks); None: no such info
 
     @property
     def mean(self) -> float:
@@ -399,6 +400,11 @@ class EvalResult:
     @property
     def normalized_mean(self) -> float:
         return float(self.normalized.mean())
+
+    @property
+    def success_rate(self) -> float:
+        """The fraction of episodes that reached the goal (mazes, Adroit); NaN where the env reports no success."""
+        return float(self.successes.mean()) if self.successes is not None else float("nan")
 
 
 def make_eval_envs(dataset: minari.MinariDataset, num_envs: int) -> gym.vector.VectorEnv:
@@ -411,11 +417,11 @@ def make_eval_envs(dataset: minari.MinariDataset, num_envs: int) -> gym.vector.V
 
 
 def run_episodes(policy, envs, seed, to_numpy=False, device="cpu", on_reward=None):
-    """One episode per env. Returns (returns, lengths, visited flat observations)."""
+    """One episode per env. Returns (returns, lengths, visited flat observations, successes or None)."""
     observation, _ = envs.reset(seed=seed)
     num_envs = envs.num_envs
     returns, lengths = np.zeros(num_envs), np.zeros(num_envs, dtype=np.int64)
-    alive, visited = np.ones(num_envs, bool), []
+    alive, visited, successes = np.ones(num_envs, bool), [], None
     while alive.any():
         flat = flatten_observation(observation)
         visited.append(flat[alive])
@@ -424,13 +430,15 @@ def run_episodes(policy, envs, seed, to_numpy=False, device="cpu", on_reward=Non
         else:
             with torch.no_grad():
                 action = policy(torch.as_tensor(flat, device=device)).cpu().numpy()
-        observation, reward, terminated, truncated, _ = envs.step(action)
+        observation, reward, terminated, truncated, info = envs.step(action)
         returns += reward * alive
         lengths += alive
+        if "success" in info:  # the goal envs say when the goal is reached; an episode succeeds if it ever is
+            successes = (np.zeros(num_envs, bool) if successes is None else successes) | (np.asarray(info["success"], bool) & alive)
         if on_reward is not None:
             on_reward(reward)
         alive &= ~(terminated | truncated)
-    return returns, lengths, np.concatenate(visited)
+    return returns, lengths, np.concatenate(visited), successes
 
 
 def evaluate(
@@ -444,8 +452,8 @@ def evaluate(
     return-to-go. The vector env must not autoreset into a new episode that we count: we stop each
     copy at its first termination or truncation.
     """
-    returns, lengths, visited = run_episodes(policy, envs, seed, device=device, on_reward=on_reward)
-    return EvalResult(returns, lengths, normalized_score(dataset, returns), visited)
+    returns, lengths, visited, successes = run_episodes(policy, envs, seed, device=device, on_reward=on_reward)
+    return EvalResult(returns, lengths, normalized_score(dataset, returns), visited, successes)
 
 
 def normalized_score(dataset: minari.MinariDataset, returns: np.ndarray) -> np.ndarray:
@@ -630,6 +638,7 @@ class RunResult:
     updates_per_s: float  # gradient updates per second, evaluation time excluded
     run_path: str  # the run folder: TensorBoard logs and checkpoint.pt
     policy_scores: dict[str, float] = field(default_factory=dict)  # last score of each other policy evaluated, by tag
+    success_rate: float = float("nan")  # the last evaluation's fraction of episodes reaching the goal (goal envs only)
 
 
 # Flags that steer a run, not what it learns: --resume may change them; any other flag comes from the checkpoint.
@@ -711,7 +720,7 @@ class Run:
         self.checkpoint_path = os.path.join(self.path, "checkpoint.pt")
         self.name = os.path.basename(self.path)
         self._writer = None
-        self.scores, self.returns, self.policy_scores, self._envs = [], [], {}, None
+        self.scores, self.returns, self.policy_scores, self.success_rate, self._envs = [], [], {}, float("nan"), None
         self.first_step, self.step, self._eval_seconds, self._start, self._progress = 1, 0, 0.0, time.time(), None
 
     @property
@@ -767,6 +776,11 @@ class Run:
         """A test-time script's input: the --checkpoint of a training run by one of `algorithms`."""
         return load_checkpoint(self.args.checkpoint, algorithms, self.device)
 
+    def eval_seed(self, round: int = 0) -> int:
+        """Env i of the vector env starts from seed eval_seed() + i: disjoint across --seed (up to 100k episodes each),
+        so that "± std over seeds" counts different start states, not the same ones again."""
+        return 1_000 + 100_000 * self.args.seed + round * self.args.eval_episodes
+
     def updates_per_s(self) -> float:
         return (self.step - self.first_step + 1) / max(time.time() - self._start - self._eval_seconds, 1e-9)
 
@@ -788,7 +802,7 @@ class Run:
         started = time.time()
         if self._envs is None:
             self._envs = make_eval_envs(dataset, self.args.eval_episodes)
-        result = evaluate(policy, self._envs, dataset, seed=self.args.seed + 1_000, device=self.device, on_reward=on_reward)
+        result = evaluate(policy, self._envs, dataset, seed=self.eval_seed(), device=self.device, on_reward=on_reward)
         states = {**(mse_states or {}), "eval": result.observations}
         self.record(step, result, {split: expert_action_mse(policy, dataset.id, s, self.device) for split, s in states.items()}, tag)
         self._eval_seconds += time.time() - started
@@ -799,6 +813,8 @@ class Run:
         score; tagged, a policy the script evaluates besides it (RunResult.policy_scores, keyed without the "_")."""
         self.writer.add_scalar(f"eval/return{tag}", result.mean, step)
         self.writer.add_scalar(f"eval/normalized_score{tag}", result.normalized_mean, step)
+        if np.isfinite(result.success_rate):
+            self.writer.add_scalar(f"eval/success_rate{tag}", result.success_rate, step)
         for split, mse in expert_mse.items():
             if np.isfinite(mse):
                 self.writer.add_scalar(f"mse/{split}_expert{tag}", mse, step)
@@ -807,6 +823,7 @@ class Run:
         else:
             self.scores.append(result.normalized_mean)
             self.returns.append(result.mean)
+            self.success_rate = result.success_rate
             if self._progress is not None:
                 self._progress.set_postfix(score=f"{result.normalized_mean:.1f}")
 
@@ -819,9 +836,10 @@ class Run:
             self._writer.close()
         score = self.scores[-1] if self.scores else float("nan")
         said = f"normalized score {score:.1f} (return {self.returns[-1]:.1f})" if self.scores else "no evaluation"
+        said += f", success {100 * self.success_rate:.0f}%" if np.isfinite(self.success_rate) else ""
         speed = f", {updates_per_s:.0f} updates/s" if self.step else ""
         print(f"{self.dataset_id} {self.algorithm} seed {self.args.seed}: {said}{speed}, logs in {self.path}")
-        return RunResult(score, self.scores, self.returns, updates_per_s, self.path, self.policy_scores)
+        return RunResult(score, self.scores, self.returns, updates_per_s, self.path, self.policy_scores, self.success_rate)
 
 
 def new_run_folder(run_dir: str, name: str) -> str:

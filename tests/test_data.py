@@ -130,6 +130,10 @@ def test_scripted_experts_solve_the_evaluation_tasks(local_dataset):
         zero_result = data.evaluate(lambda o: torch.zeros(len(o), envs.single_action_space.shape[0]), envs, dataset, seed=1)
         assert expert_result.normalized_mean > 80, dataset_id
         assert zero_result.normalized_mean < 30, dataset_id
+        if dataset_id.startswith("pointmaze/"):  # the maze reports success: every expert episode reaches the goal
+            assert expert_result.success_rate == 1.0 and zero_result.success_rate == 0.0
+        else:  # Pendulum has no success
+            assert np.isnan(expert_result.success_rate) and expert_result.successes is None
         assert len(expert_result.observations) == expert_result.lengths.sum()
         assert data.expert_action_mse(lambda o: torch.as_tensor(expert(o.numpy())), dataset_id, expert_result.observations) == 0
         no_expert = data.expert_action_mse(lambda o: torch.zeros(len(o), 1), "mujoco/hopper/medium-v0", expert_result.observations)
@@ -315,3 +319,13 @@ def test_next_action_known_only_where_the_data_took_one():
     t = data.to_transitions(dataset)
     # a terminal step keeps its transition (a' is multiplied by 1 - done = 0); a time-limit end has no a'
     assert t.next_action_known.tolist() == [1, 1, 1, 1, 0]
+
+
+def test_evaluation_start_states_are_disjoint_across_seeds(local_dataset, run_dir):
+    import bc
+
+    runs = [data.Run("bc", bc.Args(dataset=local_dataset("pendulum/medium-v0"), seed=seed, run_dir=run_dir, eval_episodes=10))
+            for seed in (0, 1, 2)]  # fmt: skip
+    starts = [set(range(run.eval_seed(), run.eval_seed() + 10)) for run in runs]
+    assert not (starts[0] & starts[1]) and not (starts[1] & starts[2]) and not (starts[0] & starts[2])
+    assert runs[0].eval_seed(round=1) == runs[0].eval_seed() + 10  # later rounds of one seed: new states too

@@ -20,6 +20,7 @@ from standins import STANDINS, build_standin
 from test_resume import TINY
 
 SCRIPTS = ["bc", *TINY]
+REPORTS_SUCCESS = ("D4RL/pointmaze/umaze-v2", "D4RL/antmaze/umaze-v1", "D4RL/pen/human-v2")  # info["success"]
 TEST_TIME = {"opex": dict(betas=(0.1,)), "ttt": dict(ttt_steps=1, ttt_batch_size=8)}  # on a ddpg_bc.py checkpoint
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 
@@ -90,6 +91,8 @@ def test_every_script_trains_and_evaluates_on_every_family(dataset_id, script, s
     assert returns and all(math.isfinite(r) for r in returns)
     # a normalised score wherever the dataset has reference scores (the hopper's v5 dataset has none)
     assert math.isfinite(result.normalized_score) == (STANDINS[dataset_id]["ref_max_score"] is not None)
+    # a success rate wherever the env reports success (mazes, Adroit; not MuJoCo locomotion, not Kitchen)
+    assert 0 <= result.success_rate <= 1 if dataset_id in REPORTS_SUCCESS else math.isnan(result.success_rate)
 
 
 @pytest.mark.parametrize("script", TEST_TIME)
