@@ -4,6 +4,8 @@
 value function and a way to extract a policy from it. This file pairs either value learner with
 DDPG+BC, a behaviour-constrained policy gradient, the paper's recommended extraction:
     max_pi E_{(s,a)~D} [ Q(s, mu(s)) / stopgrad(mean |Q|) + alpha log pi(a|s) ]   (Q term normalised as OGBench)
+with log pi(a|s) = -||(mu(s) - a) / h||^2 / 2, h the action box's half-width (high - low) / 2: the BC term in
+action-box units, as td3_bc.py's, so alpha means the same for any action range (on [-1, 1] actions: OGBench's).
 Value learning, the same in awr.py, ddpg_bc.py and sfbc.py (`diff` them: only the extraction differs):
     iql:   V(s) <- expectile tau of min_i Qbar_i(s,a);  Q_i(s,a) <- r + gamma V(s')      (Kostrikov et al. 2022)
     sarsa: Q_i(s,a) <- r + gamma min_j Qbar_j(s',a'), a' the dataset's next action: Q of the behaviour
@@ -62,7 +64,7 @@ class Args:
     expectile: float = 0.9
     """IQL's expectile tau of V (0.9 mazes, 0.7 locomotion); unused by --value sarsa"""
     alpha: float = 1.0
-    """weight of the behaviour cloning term log pi(a|s); large alpha is plain behaviour cloning (OGBench's default: 0.3)"""
+    """weight of the behaviour cloning term log pi(a|s) = -||(mu(s) - a) / half-width||^2 / 2, in action-box units (the same for any action range); large alpha is plain behaviour cloning (OGBench's default: 0.3)"""
     value_data_fraction: float = 1.0
     """fraction of the training episodes the Q and V functions learn from (nested prefixes)"""
     policy_data_fraction: float = 1.0
@@ -249,8 +251,11 @@ def update_actor(
     critics.requires_grad_(False)  # gradients flow through Q into the action only, not into the critics
     q = critics(s, mean_action).min(0).values
     critics.requires_grad_(True)
-    # log pi(a|s) with OGBench's constant std 1: -||mu(s) - a||^2 / 2 + const (the learned std stays unused)
-    log_prob = -0.5 * ((mean_action - a) ** 2).sum(-1)
+    # log pi(a|s) with OGBench's constant std 1: -||(mu(s) - a) / h||^2 / 2 + const (the learned std stays unused),
+    # h = (high - low) / 2: in units of the action box's half-width, as td3_bc's BC term and D4RL's [-1, 1] actions
+    # are, so alpha means the same for any action range (pendulum's [-2, 2] would otherwise weigh it 4x)
+    half_width = (actor.action_high - actor.action_low) / 2
+    log_prob = -0.5 * (((mean_action - a) / half_width) ** 2).sum(-1)
     # J_DDPG+BC(pi) = E_{(s,a)~D} [ Q(s, mu(s)) + alpha log pi(a|s) ], maximised, the Q term normalised
     q_loss, bc_loss = normalized_q_loss(q), -args.alpha * log_prob.mean()
     actor_loss = q_loss + bc_loss

@@ -3,11 +3,13 @@
 "Is Value Learning Really the Main Bottleneck in Offline RL?" finds that offline RL is often limited by
 how the policy generalises to the states it visits at test time (B3), and proposes to adjust each action
 along the frozen Q function's gradient when acting, with no change to training:
-    a <- clip( mu(s) + beta * grad_a Q(s, a)|_{a = mu(s)}, low, high ),  Q = min(Q_1, Q_2)
-(--normalize-gradient uses grad / ||grad||). This script trains nothing: it loads the policy mu and the critics
-of a ddpg_bc.py or awr.py run saved with --save-model (the same network classes, rebuilt from that run's own
-settings, on its dataset and with its normaliser) and evaluates every beta of --betas. beta = 0 is the plain
-policy: the untagged eval/normalized_score and mse/*_expert; beta > 0 is tagged _beta<beta>.
+    a <- clip( mu(s) + beta * h * grad_a Q(s, a)|_{a = mu(s)}, low, high ),  Q = min(Q_1, Q_2)
+with h = (high - low) / 2 the action box's half-width: beta is a step in action-box units, the same for any action
+range (on D4RL's [-1, 1] actions h = 1: the paper's step); --normalize-gradient uses grad / ||grad||.
+This script trains nothing: it loads the policy mu and the critics of a ddpg_bc.py or awr.py run saved with
+--save-model (the same network classes, rebuilt from that run's own settings, on its dataset and with its
+normaliser) and evaluates every beta of --betas. beta = 0 is the plain policy: the untagged eval/normalized_score
+and mse/*_expert; beta > 0 is tagged _beta<beta>.
 
     python algorithms/ddpg_bc.py --dataset pendulum/medium-v0 --save-model
     python algorithms/opex.py --checkpoint runs/<run>/checkpoint.pt --betas 0.03 0.1 0.3
@@ -34,9 +36,9 @@ class Args:
     checkpoint: str
     """checkpoint.pt of a ddpg_bc.py or awr.py run saved with --save-model: its policy, critics, dataset and settings"""
     betas: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3)
-    """OPEX step sizes beta, each evaluated (tagged _beta<beta>); 0, the plain policy, is always evaluated (untagged)"""
+    """OPEX step sizes beta, in action-box units (a <- mu(s) + beta * half-width * grad_a Q), each evaluated (tagged _beta<beta>); 0, the plain policy, is always evaluated (untagged)"""
     normalize_gradient: bool = False
-    """step along grad_a Q / ||grad_a Q|| (beta is then the step length in action units)"""
+    """step along grad_a Q / ||grad_a Q|| (beta is then the step length in units of the action box's half-width)"""
     seed: int = 0
     """seed of torch, numpy, python and the evaluation envs (the training run's --seed: the episodes it was evaluated on)"""
     device: str = "auto"
@@ -138,9 +140,10 @@ class Actor(nn.Module):
 
 
 class OpexPolicy:
-    """a = clip(mu(s) + beta grad_a Q(s, a)|_{a = mu(s)}), Q frozen; raw observations in, as data.evaluate wants.
+    """a = clip(mu(s) + beta h grad_a Q(s, a)|_{a = mu(s)}), h the action box's half-width, Q frozen.
 
-    Keeps the mean gradient norm of each call in .grad_norms (device tensors: no host sync while acting).
+    Raw observations in, as data.evaluate wants. Keeps the mean gradient norm of each call in .grad_norms (device
+    tensors: no host sync while acting).
     """
 
     def __init__(self, actor: Actor, critic: Critics, normalizer: data.Normalizer, beta: float, normalize_gradient: bool):
@@ -159,8 +162,10 @@ class OpexPolicy:
         self.grad_norms.append(norm.mean())
         if self.normalize_gradient:
             grad = grad / (norm + 1e-6)
-        # a <- clip(a + beta grad_a Q(s, a), low, high)   (OPEX; beta = 0 returns mu(s) bit for bit)
-        return torch.clamp(action.detach() + self.beta * grad, self.actor.action_low, self.actor.action_high)
+        # a <- clip(a + beta h grad_a Q(s, a), low, high), h = (high - low) / 2   (OPEX; beta = 0 returns mu(s) bit for
+        # bit): beta in units of the action box's half-width, so it means the same for any action range (h = 1 on D4RL)
+        low, high = self.actor.action_low, self.actor.action_high
+        return torch.clamp(action.detach() + self.beta * (high - low) / 2 * grad, low, high)
 
 
 def main(args: Args) -> data.RunResult:

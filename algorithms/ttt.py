@@ -3,7 +3,9 @@
 "Is Value Learning Really the Main Bottleneck in Offline RL?" finds offline RL often limited by how the policy
 generalises to the states it visits at test time (B3). TTT fine-tunes a copy pi of the trained policy pi_0
 while acting: before each action, --ttt-steps Adam steps, Q = min(Q_1, Q_2) frozen, on
-    min_pi E_{s ~ visited} [ -Q(s, pi(s)) / stopgrad(mean |Q|) + bc_weight ||pi(s) - pi_0(s)||^2 ]
+    min_pi E_{s ~ visited} [ -Q(s, pi(s)) / stopgrad(mean |Q|) + bc_weight ||(pi(s) - pi_0(s)) / h||^2 ]
+(h = (high - low) / 2, the action box's half-width: the BC term in action-box units, as td3_bc.py's, so bc_weight
+means the same for any action range; h = 1 on D4RL's [-1, 1] actions)
 over the current states and a batch of those visited since the last reset (--ttt-reset-per-episode).
 This script trains nothing offline: it loads the policy pi_0 and the critics of a ddpg_bc.py or awr.py run
 saved with --save-model (the same network classes, rebuilt from that run's own settings, on its dataset and
@@ -39,7 +41,7 @@ class Args:
     ttt_learning_rate: float = 1e-3
     """Adam learning rate of the test-time steps (0: TTT is the base policy)"""
     ttt_bc_weight: float = 0.1
-    """weight of ||pi(s) - pi_0(s)||^2, which keeps the adapted policy near the trained one (1.0: barely moves)"""
+    """weight of ||(pi(s) - pi_0(s)) / half-width||^2 (action-box units: the same for any action range), which keeps the adapted policy near the trained one (1.0: barely moves)"""
     ttt_batch_size: int = 256
     """visited states drawn (with replacement) per test-time step, on top of the current states"""
     ttt_reset_per_episode: bool = True
@@ -173,6 +175,7 @@ class TTTPolicy:
         s = self.normalizer(obs)
         self.visited.append(s)
         visited = torch.cat(self.visited)
+        half_width = (self.reference.action_high - self.reference.action_low) / 2
         with torch.enable_grad():  # data.evaluate calls policies under no_grad
             for _ in range(self.args.ttt_steps):
                 drawn = torch.randint(len(visited), (self.args.ttt_batch_size,), device=s.device)
@@ -181,8 +184,10 @@ class TTTPolicy:
                 q = self.critic(batch, action).min(0).values
                 with torch.no_grad():
                     reference = self.reference(batch)
-                # L_TTT = -Q(s, pi(s)) / sg(mean |Q|) + bc_weight ||pi(s) - pi_0(s)||^2,  s ~ visited states
-                loss = normalized_q_loss(q) + self.args.ttt_bc_weight * ((action - reference) ** 2).sum(-1).mean()
+                # L_TTT = -Q(s, pi(s)) / sg(mean |Q|) + bc_weight ||(pi(s) - pi_0(s)) / h||^2,  s ~ visited states,
+                # h = (high - low) / 2: the BC term in action-box units (as td3_bc's), the same for any action range
+                bc = (((action - reference) / half_width) ** 2).sum(-1).mean()
+                loss = normalized_q_loss(q) + self.args.ttt_bc_weight * bc
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -231,7 +236,7 @@ def main(args: Args) -> data.RunResult:
     ttt, rounds = TTTPolicy(actor, critics, normalizer, args), []
     envs = data.make_eval_envs(dataset, args.eval_episodes)
     for r in tqdm(range(args.eval_rounds), disable=not args.progress, desc=run.name[:40]):
-        seed = args.seed + 1_000 + r
+        seed = run.eval_seed(round=r)  # new start states each round, disjoint across --seed
         base = data.evaluate(base_policy, envs, dataset, seed=seed, device=device)
         if r > 0 and args.ttt_reset_per_episode:
             ttt.reset()

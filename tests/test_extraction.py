@@ -140,6 +140,51 @@ def test_ddpg_bc_q_term_is_normalised_by_stop_grad_mean_abs_q():
     assert ddpg_bc.normalized_q_loss(-100 * q.detach()).item() == pytest.approx(1.0, abs=1e-5)  # scale-invariant
 
 
+class BoxCritic(torch.nn.Module):
+    """Q(s, a) = inner(s, (a - centre) / half_width): a critic of [-1, 1] actions, rescaled to another action box."""
+
+    def __init__(self, inner, low, high):
+        super().__init__()
+        self.inner = inner
+        self.low, self.high = torch.as_tensor(low, dtype=torch.float32), torch.as_tensor(high, dtype=torch.float32)
+
+    def forward(self, obs, actions):
+        return self.inner(obs, (actions - (self.high + self.low) / 2) / ((self.high - self.low) / 2))
+
+
+def test_ddpg_bc_bc_term_is_in_action_box_units():
+    # the same policy, critic and data on [-1, 1] actions and on a box of half-widths (2, 0.5), pendulum's [-2, 2] and
+    # a shifted one: the BC term, measured in units of the half-width as TD3+BC's, and so the whole update, are equal
+    from test_onestep_rl import time_limit_batch
+
+    low, high = np.array([-2.0, 0.0]), np.array([2.0, 1.0])
+    unit = time_limit_batch()
+    unit = data.Transitions(**{**unit.__dict__, "actions": torch.rand(len(unit), 2) * 2 - 1})
+    boxed_actions = unit.actions * torch.tensor([2.0, 0.5]) + torch.tensor([0.0, 0.5])  # a * half-width + centre
+    boxed = data.Transitions(**{**unit.__dict__, "actions": boxed_actions})
+    args, logs, grads = ddpg_bc.Args(alpha=0.7), [], []
+    for batch, box in ((unit, (-np.ones(2), np.ones(2))), (boxed, (low, high))):
+        torch.manual_seed(0)  # the same weights for both
+        actor = ddpg_bc.Actor(3, 2, 16, *box)
+        critics = BoxCritic(ddpg_bc.Critics(3, 2, 16, 2, layer_norm=False), *box)
+        optimizers = {"actor": torch.optim.Adam(actor.parameters(), lr=1e-3)}
+        with torch.no_grad():
+            mu = actor(batch.observations)
+        logs.append(ddpg_bc.update_actor(batch, actor, critics, None, optimizers, args))
+        grads.append([p.grad for p in actor.net.parameters()])
+    # -alpha E[log pi(a|s)] = alpha E[||mu(s) - a||^2] / 2 on the [-1, 1] batch (raw units: 4x and 1/4x on the box)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        mu_unit = ddpg_bc.Actor(3, 2, 16, -np.ones(2), np.ones(2))(unit.observations)
+    expected = 0.7 * 0.5 * ((mu_unit - unit.actions) ** 2).sum(-1).mean()
+    torch.testing.assert_close(logs[0]["losses/bc"], expected)
+    torch.testing.assert_close(logs[1]["losses/bc"], expected)
+    torch.testing.assert_close(logs[1]["losses/q"], logs[0]["losses/q"])
+    for boxed_grad, unit_grad in zip(grads[1], grads[0]):
+        torch.testing.assert_close(boxed_grad, unit_grad)
+    assert not torch.allclose(mu, mu_unit)  # ... while the actions themselves differ
+
+
 class HandMadeActor:
     """Candidates a_j = s + offsets[j]: known samples instead of a Gaussian's."""
 

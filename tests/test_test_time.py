@@ -83,8 +83,9 @@ def test_opex_beta_zero_is_the_plain_policy_bit_for_bit(normalize_gradient):
     assert policy.grad_norms[-1] > 0  # the gradient was computed all the same
 
 
-def test_opex_moves_the_action_by_beta_times_the_gradient_of_q_and_clips_it():
-    actor, _, normalizer = networks(opex, act_dim=2, high=1.0)
+@pytest.mark.parametrize("high", [1.0, 2.0])  # D4RL's box and pendulum's: beta is a step in half-widths of the box
+def test_opex_moves_the_action_by_beta_times_the_gradient_of_q_and_clips_it(high):
+    actor, _, normalizer = networks(opex, act_dim=2, high=high)
     obs = torch.randn(128, 3)
     with torch.no_grad():
         mu = actor(normalizer(obs))
@@ -93,7 +94,8 @@ def test_opex_moves_the_action_by_beta_times_the_gradient_of_q_and_clips_it():
     policy = opex.OpexPolicy(actor, quadratic, normalizer, beta=0.1, normalize_gradient=False)
     with torch.no_grad():
         moved = policy(obs)
-    torch.testing.assert_close(moved, mu + 0.1 * (-2) * (mu - centre))  # within the box: no clipping
+    # a <- mu + beta * h * grad, h = high: on [-2, 2] the step is beta * 2 * grad, twice the raw beta * grad
+    torch.testing.assert_close(moved, mu + 0.1 * high * (-2) * (mu - centre))  # within the box: no clipping
     torch.testing.assert_close(policy.grad_norms[-1], (2 * (mu - centre)).norm(dim=-1).mean())
 
     # twin Qs: the step follows the smaller one; a linear Q with a large slope pushes every action onto the box
@@ -101,15 +103,15 @@ def test_opex_moves_the_action_by_beta_times_the_gradient_of_q_and_clips_it():
     with torch.no_grad():
         small = opex.OpexPolicy(actor, twin, normalizer, beta=1e-3, normalize_gradient=False)(obs)
         clipped = opex.OpexPolicy(actor, twin, normalizer, beta=1.0, normalize_gradient=False)(obs)
-    torch.testing.assert_close(small, torch.clamp(mu + 1e-3 * torch.tensor([50.0, -50.0]), -1.0, 1.0))
-    assert torch.equal(clipped, torch.tensor([1.0, -1.0]).expand_as(clipped))
+    torch.testing.assert_close(small, torch.clamp(mu + 1e-3 * high * torch.tensor([50.0, -50.0]), -high, high))
+    assert torch.equal(clipped, torch.tensor([high, -high]).expand_as(clipped))
 
-    # normalised gradient: a step of length beta along grad / ||grad||, whatever the slope
+    # normalised gradient: a step of length beta * h along grad / ||grad||, whatever the slope
     linear = lambda s, a: (30 * a[:, 0] + 40 * a[:, 1])[None]  # noqa: E731  ||grad|| = 50
     policy = opex.OpexPolicy(actor, linear, normalizer, beta=0.05, normalize_gradient=True)
     with torch.no_grad():
         stepped = policy(obs)
-    expected = torch.clamp(mu + 0.05 * torch.tensor([0.6, 0.8]), -1.0, 1.0)
+    expected = torch.clamp(mu + 0.05 * high * torch.tensor([0.6, 0.8]), -high, high)
     torch.testing.assert_close(stepped, expected)
     assert policy.grad_norms[-1].item() == pytest.approx(50.0)
 
@@ -135,6 +137,38 @@ def test_ttt_with_zero_learning_rate_leaves_the_policy_bit_identical(local_datas
     assert sum(len(obs) for obs, _ in policy.taken) == len(result.observations)
     with torch.no_grad():
         assert all(torch.equal(action, actor(normalizer(obs))) for obs, action in policy.taken)
+
+
+class BoxCritic(torch.nn.Module):
+    """Q(s, a) = inner(s, a / high): a critic of [-1, 1] actions, rescaled to the box [-high, high]."""
+
+    def __init__(self, inner, high: float):
+        super().__init__()
+        self.inner, self.high = inner, high
+
+    def forward(self, obs, actions):
+        return self.inner(obs, actions / self.high)
+
+
+def test_ttt_bc_term_is_in_action_box_units():
+    # the same policy and critic on [-1, 1] actions and on pendulum's [-2, 2]: with the BC term measured in units of
+    # the box's half-width the test-time loss, and so every Adam step, is the same; in raw units it would weigh 4x
+    adapted = {}
+    for high in (1.0, 2.0):
+        actor, critic, normalizer = networks(ttt, seed=1, high=high)  # the same weights and normaliser for both
+        critic = BoxCritic(critic, high)  # Q(s, a / high): the same critic in the box's units
+        args = ttt.Args(checkpoint="unused", ttt_steps=4, ttt_batch_size=32, ttt_learning_rate=3e-2, ttt_bc_weight=1.0)
+        policy = ttt.TTTPolicy(actor, critic, normalizer, args)
+        torch.manual_seed(2)  # the same states and the same draws of visited states
+        with torch.no_grad():  # as data.evaluate calls it
+            actions = torch.cat([policy(torch.randn(4, 3) * 2) for _ in range(5)])
+            s = normalizer(torch.randn(64, 3) * 2)
+            shift = (policy.actor(s) - actor(s)).abs().max() / high
+        adapted[high] = actions, [p.detach() for p in policy.actor.net.parameters()]
+    assert shift > 1e-3  # TTT did move the policy
+    torch.testing.assert_close(adapted[2.0][0], 2 * adapted[1.0][0])
+    for boxed, unit in zip(adapted[2.0][1], adapted[1.0][1]):
+        torch.testing.assert_close(boxed, unit)
 
 
 def test_ttt_raises_the_frozen_q_of_the_visited_states(local_dataset):
