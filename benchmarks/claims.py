@@ -8,7 +8,8 @@
     python benchmarks/claims.py all --readme README.md
 
 Each claim runs its grid through benchmarks/sweep.py (resumable: a rerun only runs what is missing, so a
-finished claim rewrites its report in seconds) and writes benchmarks/results/claims/<claim>.{jsonl,md,png}.
+finished claim rewrites its report in seconds; a run cut off mid-way continues from its last checkpoint,
+written every CHECKPOINT_EVERY updates) and writes benchmarks/results/claims/<claim>.{jsonl,md,png}.
 The verdict is computed from the numbers, never typed: "yes" when the claim holds in every comparison it
 names, "partly" when in some, "no" when in none. With --readme the claims table of README.md (between
 `<!-- claims:start -->` and `<!-- claims:end -->`) is regenerated. Budgets are CPU-sized (thousands of
@@ -28,6 +29,9 @@ import scaling_matrix
 import sweep
 
 OUT = "benchmarks/results/claims"
+# updates between checkpoints of every training run: a run cut off (SIGTERM, a machine going away) loses at most
+# this many and continues from there on the rerun; writing a checkpoint costs far less than 1000 updates
+CHECKPOINT_EVERY = 1000
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 PENDULUM_NOISY = ("pendulum/mixed-v0", "pendulum/medium-v0")
 STITCH_MAZE = "pointmaze/medium-stitch-v0"  # umaze is too small: 10% BC solves it (NOTES.md)
@@ -79,6 +83,8 @@ class ClaimsArgs:
     """each run's log and TensorBoard folder go under <work_dir>/<claim>/"""
     readme: str | None = None
     """regenerate the claims table of this README from the reports"""
+    checkpoint_every: int = CHECKPOINT_EVERY
+    """each training run writes a checkpoint every N updates, and a cut-off one resumes from it; 0 = never"""
 
 
 def scores(records: list[dict], script: str, dataset: str, policy: str | None = None, **flags) -> list[float]:
@@ -124,6 +130,10 @@ def stitching(records: list[dict]) -> tuple[str, str]:
     # "succeed": ahead of every baseline, and reaching the goal at least half the time (a score of 50)
     wins = [beats(iql, baseline) for baseline in baselines.values()] + [bool(iql) and np.mean(iql) >= 50]
     text = f"{STITCH_MAZE}: IQL {mean_std(iql)} vs " + ", ".join(f"{k} {mean_std(v)}" for k, v in baselines.items())
+    rates = [r["success_rate"] for r in records if r.get("status") == "ok" and r["script"] == "iql" and r["dataset"] == STITCH_MAZE
+             and np.isfinite(r.get("success_rate", np.nan))]  # fmt: skip
+    if rates:  # runs recorded since the success rate exists
+        text += f"; IQL reaches the goal in {100 * np.mean(rates):.0f}% of evaluation episodes"
     if iql and np.mean(iql) < 50:
         text += " (IQL is ahead but far from solving the maze at this budget)"
     return verdict(wins), text
@@ -143,7 +153,7 @@ def test_time(records: list[dict]) -> tuple[str, str]:
 def run_sweeps(claim: str, args: ClaimsArgs) -> list[dict]:
     results = os.path.join(OUT, f"{claim}.jsonl")
     where = dict(workers=args.workers, results=results, logs=os.path.join(args.work_dir, claim, "logs"),
-                 run_dir=os.path.join(args.work_dir, claim, "runs"))  # fmt: skip
+                 run_dir=os.path.join(args.work_dir, claim, "runs"), checkpoint_every=args.checkpoint_every)  # fmt: skip
     for scripts, datasets, grid, flags in SWEEPS[claim]:
         sweep.main(sweep.SweepArgs(scripts=scripts, datasets=datasets, seeds=args.seeds, grid=grid, flags=flags, **where))
     if claim == "test-time":  # the test-time methods act on each saved DDPG+BC policy
@@ -162,12 +172,19 @@ def budget_lines(claim: str) -> str:
     return "\n".join(lines)
 
 
+def compute_minutes(results: str) -> float:
+    """Wall time of a claim's recorded runs, summed (CPU-minutes at one thread per run; a resumed run counts
+    its last attempt only)."""
+    return sum(r.get("wall_time_s", 0.0) for r in report.load_records([results])) / 60 if os.path.exists(results) else 0.0
+
+
 def run_claim(claim: str, args: ClaimsArgs) -> tuple[str, str]:
     """Run (or resume) one claim's experiments and write its report; returns (verdict, numbers)."""
     os.makedirs(OUT, exist_ok=True)
     prefix = os.path.join(OUT, claim)
     if claim == "ddpg-bc-vs-awr":
         matrix_args = scaling_matrix.MatrixArgs(**MATRIX, seeds=args.seeds[:2], workers=args.workers, results=f"{prefix}.jsonl", out=prefix,
+                                                checkpoint_every=args.checkpoint_every,
                                                 work_dir=os.path.join(args.work_dir, claim))  # fmt: skip
         grids = scaling_matrix.main(matrix_args)
         wins = (grids["ddpg_bc"] >= grids["awr"]).ravel().tolist()
@@ -195,6 +212,7 @@ def run_claim(claim: str, args: ClaimsArgs) -> tuple[str, str]:
             print(error)
         if claim == "test-time":
             body += "\n\nTest-time scores (OPEX at β 0.1, TTT at its defaults) are in the verdict above; the table shows the base policy."
+    result = result[0], f"{result[1]}; compute: {compute_minutes(f'{prefix}.jsonl'):.0f} min"
     seeds = list(args.seeds[:2]) if claim == "ddpg-bc-vs-awr" else list(args.seeds)
     budgets = budget_lines(claim) if claim in SWEEPS else (
         f"- `scaling_matrix.py --dataset {MATRIX['dataset']} --value {MATRIX['value']} --fractions "

@@ -58,13 +58,16 @@ def variant(record: dict, varying: set[str]) -> str:
 
 
 def table(records: list[dict], metric: str = "normalized_score") -> str:
-    """One markdown table: variants x datasets, mean ± std (n seeds) of `metric`; failed runs counted apart."""
+    """One markdown table: variants x datasets, mean ± std (n seeds) of `metric`, and on goal tasks the mean
+    success rate (the fraction of evaluation episodes that reached the goal); failed runs counted apart."""
     ok = [r for r in records if r.get("status") == "ok"]
     varying = varying_flags(ok)
     datasets = sorted({r["dataset"] for r in ok}, key=lambda d: (d.split("/")[0], d))
-    cells, speeds = defaultdict(list), defaultdict(list)
+    cells, speeds, successes = defaultdict(list), defaultdict(list), defaultdict(list)
     for r in ok:
         cells[(variant(r, varying), r["dataset"])].append(r[metric])
+        if np.isfinite(r.get("success_rate", np.nan)):
+            successes[(variant(r, varying), r["dataset"])].append(r["success_rate"])
         if r.get("updates_per_s"):
             speeds[variant(r, varying)].append(r["updates_per_s"])
     variants = sorted({v for v, _ in cells})
@@ -73,7 +76,8 @@ def table(records: list[dict], metric: str = "normalized_score") -> str:
         row = []
         for d in datasets:
             scores = cells.get((v, d))
-            row.append(f"{np.mean(scores):.1f} ± {np.std(scores):.1f} ({len(scores)})" if scores else "—")
+            cell = f"{np.mean(scores):.1f} ± {np.std(scores):.1f} ({len(scores)})" if scores else "—"
+            row.append(cell + (f", success {100 * np.mean(successes[(v, d)]):.0f}%" if successes.get((v, d)) else ""))
         speed = f"{np.median(speeds[v]):.0f}" if speeds[v] else "—"
         lines.append(f"| {v} | " + " | ".join(row) + f" | {speed} |")
     failed = [r["id"] for r in records if r.get("status") != "ok"]

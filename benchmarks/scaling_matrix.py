@@ -41,6 +41,8 @@ class MatrixArgs:
     """fixed flags for every run (name=value)"""
     workers: int = 2
     """parallel runs"""
+    checkpoint_every: int = 0
+    """write a checkpoint every N updates so a cut-off run resumes from it (0 = never)"""
     results: str = "benchmarks/results/scaling_matrix.jsonl"
     """sweep results file (reruns skip finished runs)"""
     out: str = "benchmarks/results/scaling_matrix"
@@ -102,7 +104,7 @@ def main(args: MatrixArgs) -> dict[str, np.ndarray]:
         scripts=args.scripts, datasets=(args.dataset,), seeds=args.seeds, workers=args.workers, results=args.results,
         grid=(f"value_data_fraction={fractions}", f"policy_data_fraction={fractions}"),
         flags=(*args.flags, f"value={args.value}"),
-        logs=os.path.join(args.work_dir, "logs"), run_dir=os.path.join(args.work_dir, "runs"),
+        logs=os.path.join(args.work_dir, "logs"), run_dir=os.path.join(args.work_dir, "runs"), checkpoint_every=args.checkpoint_every,
     ))  # fmt: skip
     with open(args.results) as f:
         records = [json.loads(line) for line in f if line.strip()]

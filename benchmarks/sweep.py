@@ -7,7 +7,10 @@
 Each run is `main(tyro.cli(Args, args=flags))` of algorithms/<script>.py in its own worker process
 (one torch thread), its stdout/stderr in <logs>/<run id>.log. A rerun skips every run already in the
 results file, so an interrupted sweep resumes where it stopped; a run that raises is recorded as
-failed with the tail of its error, and the sweep goes on.
+failed with the tail of its error, and the sweep goes on. With `--checkpoint-every N` a training run also
+writes <run dir>/<run id>/<run folder>/checkpoint.pt every N updates, and a run cut off mid-way (SIGTERM,
+SIGKILL, a machine going away) continues from its last checkpoint on the next sweep instead of starting over
+(its record says `"resumed_from_step": N`). SIGTERM or Ctrl-C to the sweep checkpoints the runs in progress first.
 
 With `--backend ray` each run is a Ray task (one CPU each, so Ray schedules them over the cluster);
 records are still appended here, on the driver, as runs finish. Without `--address` Ray starts on this
@@ -27,13 +30,17 @@ On a cluster the logs and TensorBoard runs are written on the worker nodes (at t
 import contextlib
 import dataclasses
 import functools
+import glob
 import importlib
 import itertools
 import json
 import multiprocessing
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -71,6 +78,8 @@ class SweepArgs:
     """where runs execute: a pool of --workers processes here, or Ray tasks of one CPU each"""
     address: str | None = None
     """Ray cluster to join (auto, ray://<head>:10001); None: ray.init()'s default, Ray on this machine"""
+    checkpoint_every: int = 0
+    """write a checkpoint every N updates so a cut-off run resumes from it; 0 = never"""
 
 
 def expand(args: SweepArgs) -> list[dict]:
@@ -92,6 +101,29 @@ def finished_ids(results_path: str) -> set[str]:
         return {json.loads(line)["id"] for line in f if line.strip()}
 
 
+def checkpoint_step(path: str) -> int:
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+
+
+def resumable_checkpoint(config_dir: str, total_steps: int) -> tuple[str | None, int]:
+    """The checkpoint a previous attempt of this config left in its folder, and its step; (None, 0) if there is
+    none to continue. One that already reached total_steps (the run trained to the end, then died before its
+    record was written) cannot be continued: its folder is removed and the run starts over."""
+    for path in sorted(glob.glob(os.path.join(config_dir, "*", "checkpoint.pt")), key=os.path.getmtime, reverse=True):
+        try:
+            step = checkpoint_step(path)
+        except Exception as error:  # noqa: BLE001 - written atomically, so unexpected; a fresh start is always correct
+            print(f"ignoring unreadable checkpoint {path}: {type(error).__name__}: {error}")
+            continue
+        if step < total_steps:
+            return path, step
+        print(f"{path} is at step {step} of {total_steps} but the run was never recorded: starting over")
+        shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+    return None, 0
+
+
 def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
@@ -99,8 +131,9 @@ def git_commit() -> str:
         return "unknown"
 
 
-def run_one(config: dict, logs: str, run_dir: str) -> dict:
-    """Runs in a worker process: one algorithm run, its output captured to a log file."""
+def run_one(config: dict, logs: str, run_dir: str, checkpoint_every: int = 0) -> dict:
+    """Runs in a worker process: one algorithm run, its output captured to a log file. A training run continues
+    from the checkpoint a cut-off earlier attempt of the same config left (see resumable_checkpoint)."""
     import torch
 
     torch.set_num_threads(1)
@@ -119,16 +152,35 @@ def run_one(config: dict, logs: str, run_dir: str) -> dict:
     start = time.time()
     record = dict(config)
     log_path = os.path.join(logs, f"{config['id']}.log")
-    with open(log_path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    # appended to: a resumed run's log continues the cut-off attempt's; a fresh run empties it first
+    with open(log_path, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
             module = importlib.import_module(config["script"])
-            # test-time scripts (opex, ttt) take the dataset from their --checkpoint
-            dataset = ["--dataset", config["dataset"]] if "dataset" in module.Args.__dataclass_fields__ else []
+            fields = module.Args.__dataclass_fields__
+            # test-time scripts (opex, ttt) take the dataset from their --checkpoint, and neither checkpoint nor resume
+            dataset = ["--dataset", config["dataset"]] if "dataset" in fields else []
+            training = "total_steps" in fields and "resume" in fields
+            if checkpoint_every > 0 and "checkpoint_every" in fields:
+                cli += ["--checkpoint-every", str(checkpoint_every)]
+            resume = None
+            if training:  # the learning flags stay on the command line: the script accepts those equal to the checkpoint's
+                total_steps = int(config["flags"].get("total_steps", fields["total_steps"].default))
+                resume, record["resumed_from_step"] = resumable_checkpoint(run_dir, total_steps)
+            if resume:
+                cli += ["--resume", resume]
+                print(f"\n--- resuming {resume} from step {record['resumed_from_step']}")
+            else:
+                log.truncate(0)
             result = module.main(tyro.cli(module.Args, args=dataset + cli))  # a data.RunResult
             record.update(
                 status="ok", normalized_score=result.normalized_score, best_normalized_score=max(result.scores or [float("nan")]),
-                updates_per_s=result.updates_per_s, policy_scores=result.policy_scores, extra={"run_path": result.run_path},
+                updates_per_s=result.updates_per_s, policy_scores=result.policy_scores, success_rate=result.success_rate,
+                extra={"run_path": result.run_path},
             )  # fmt: skip
+            # on SIGTERM / Ctrl-C a script checkpoints and returns early: not a finished run, the next sweep continues it
+            checkpoint = os.path.join(result.run_path, "checkpoint.pt")
+            if training and os.path.exists(checkpoint) and (reached := checkpoint_step(checkpoint)) < total_steps:
+                record.update(status="interrupted", error=f"stopped by a signal at step {reached} of {total_steps}")
         except BaseException as error:  # noqa: BLE001 - a failed run is recorded, the sweep goes on
             traceback.print_exc()
             record.update(status="failed", error=f"{type(error).__name__}: {error}"[-2000:])
@@ -142,7 +194,8 @@ def run_one(config: dict, logs: str, run_dir: str) -> dict:
 def run_local(todo: list[dict], args: SweepArgs) -> Iterator[dict]:
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch/OpenMP state shared
     with context.Pool(args.workers, maxtasksperchild=1) as pool:
-        yield from pool.imap_unordered(functools.partial(run_one, logs=args.logs, run_dir=args.run_dir), todo)
+        run = functools.partial(run_one, logs=args.logs, run_dir=args.run_dir, checkpoint_every=args.checkpoint_every)
+        yield from pool.imap_unordered(run, todo)
 
 
 def run_ray(todo: list[dict], args: SweepArgs) -> Iterator[dict]:
@@ -158,7 +211,7 @@ def run_ray(todo: list[dict], args: SweepArgs) -> Iterator[dict]:
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not find benchmarks/
     # one CPU per run, a fresh worker process per run (as maxtasksperchild=1 locally), one OpenMP thread
     task = ray.remote(num_cpus=1, max_calls=1, runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})(run_one)
-    pending = {task.remote(run, args.logs, args.run_dir): run for run in todo}
+    pending = {task.remote(run, args.logs, args.run_dir, args.checkpoint_every): run for run in todo}
     try:
         while pending:
             [ref], _ = ray.wait(list(pending))
@@ -172,6 +225,24 @@ def run_ray(todo: list[dict], args: SweepArgs) -> Iterator[dict]:
             ray.shutdown()
 
 
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """SIGTERM (preemption) stops the sweep as Ctrl-C does: the pool is terminated on the way out, which sends its
+    workers SIGTERM, and each running script checkpoints and stops, rather than being left running as an orphan."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"{signal.Signals(signum).name}: the sweep stops; rerun it to continue")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(args: SweepArgs) -> list[dict]:
     args = dataclasses.replace(args, logs=os.path.abspath(args.logs), run_dir=os.path.abspath(args.run_dir))
     runs = expand(args)
@@ -182,8 +253,12 @@ def main(args: SweepArgs) -> list[dict]:
     os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
     records = []
     backend = run_ray if args.backend == "ray" else run_local
-    with tqdm(total=len(todo), desc="sweep") as progress:
+    with tqdm(total=len(todo), desc="sweep") as progress, terminate_as_interrupt():
         for record in backend(todo, args) if todo else ():
+            if record["status"] == "interrupted":  # checkpointed, not finished: left out, so the next sweep continues it
+                print(f"{record['id']}: {record['error']}; rerun the sweep to continue it")
+                progress.update()
+                continue
             with open(args.results, "a") as f:  # appended as each run finishes: an interrupted sweep loses nothing
                 f.write(json.dumps(record) + "\n")
             records.append(record)

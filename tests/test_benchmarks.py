@@ -1,10 +1,16 @@
 """benchmarks/sweep.py and benchmarks/report.py: resumable sweeps, failures recorded, tables from results."""
 
+import glob
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
+import torch
 
 import report
 import sweep
@@ -63,14 +69,14 @@ def test_report_turns_results_into_a_mean_std_table(tmp_path):
         for s, score in enumerate([40.0, 50.0, 60.0])
     ] + [
         {"id": "b0", "script": "bc", "dataset": "pendulum/medium-v0", "seed": 0, "flags": {"top_fraction": "0.1"},
-         "status": "ok", "normalized_score": 80.0, "updates_per_s": 120.0},
+         "status": "ok", "normalized_score": 80.0, "updates_per_s": 120.0, "success_rate": 0.5},
         {"id": "c0", "script": "bc", "dataset": "pendulum/mixed-v0", "seed": 0, "flags": {"top_fraction": "0.1"},
          "status": "failed", "error": "boom"},
     ]  # fmt: skip
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     text = report.table(report.load_records([str(path)]))
     assert "| bc (top_fraction=1.0) | 50.0 ± 8.2 (3) | 100 |" in text
-    assert "| bc (top_fraction=0.1) | 80.0 ± 0.0 (1) | 120 |" in text
+    assert "| bc (top_fraction=0.1) | 80.0 ± 0.0 (1), success 50% | 120 |" in text  # goal tasks: the success rate too
     assert "1 failed runs: c0" in text
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{report.START}\nold\n{report.END}\noutro\n")
@@ -111,3 +117,52 @@ def test_scaling_matrix_fills_every_cell_and_draws_heatmaps(local_dataset, tmp_p
     assert {(r["flags"]["value_data_fraction"], r["flags"]["policy_data_fraction"]) for r in records} == {
         ("0.5", "0.5"), ("0.5", "1"), ("1", "0.5"), ("1", "1")}
     assert (tmp_path / "matrix.png").stat().st_size > 1000 and "**ddpg_bc**" in (tmp_path / "matrix.md").read_text()
+
+
+def test_sweep_run_killed_mid_way_resumes_from_its_checkpoint(local_dataset, tmp_path):
+    import data
+    from test_reliability import ROOT
+
+    local_dataset("pendulum/medium-v0")
+    total = 1000
+    flags = (f"total_steps={total}", "batch_size=32", "hidden_dim=16", f"eval_every={total}", "eval_episodes=1", "log_every=100")
+    args = sweep.SweepArgs(scripts=("bc",), datasets=("pendulum/medium-v0",), seeds=(0,), flags=flags, workers=1,
+                           results=str(tmp_path / "results.jsonl"), logs=str(tmp_path / "logs"),
+                           run_dir=str(tmp_path / "runs"), checkpoint_every=100)  # fmt: skip
+    [config] = sweep.expand(args)
+    straight = sweep.run_one(config, str(tmp_path / "straight_logs"), str(tmp_path / "straight"), checkpoint_every=100)
+    assert straight["status"] == "ok" and straight["resumed_from_step"] == 0
+    expected = data.load_checkpoint(os.path.join(straight["extra"]["run_path"], "checkpoint.pt"), "bc")
+
+    # the whole sweep (driver and its pool worker) dies at once, as on a machine going away
+    code = f"import sys; sys.path.insert(0, {os.path.join(ROOT, 'benchmarks')!r}); import sweep; sweep.main(sweep.{args!r})"
+    process = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pattern, deadline = str(tmp_path / "runs" / config["id"] / "*" / "checkpoint.pt"), time.time() + 120
+    while not glob.glob(pattern):
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, f"{pattern} never appeared"
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
+    [checkpoint] = glob.glob(pattern)
+    killed_at = data.load_checkpoint(checkpoint, "bc")["step"]
+    assert 100 <= killed_at < total and not os.path.exists(args.results)  # cut off mid-way, nothing recorded
+
+    [record] = sweep.main(args)
+    assert record["status"] == "ok" and record["resumed_from_step"] == killed_at
+    assert record["extra"]["run_path"] == os.path.dirname(checkpoint)  # continued in the same folder
+    resumed = data.load_checkpoint(checkpoint, "bc")
+    assert resumed["step"] == total
+    for name, tensor in expected["models"]["actor"].items():  # bit-identical to the run never cut off
+        assert torch.equal(tensor, resumed["models"]["actor"][name]), name
+    assert sweep.main(args) == [] and len(read_lines(args.results)) == 1
+
+
+def test_checkpoint_already_at_total_steps_starts_over(tmp_path):
+    """A run that trained to the end but died before its record was written cannot --resume: a fresh start."""
+    folder = tmp_path / "config" / "run_folder"
+    folder.mkdir(parents=True)
+    torch.save({"step": 500}, folder / "checkpoint.pt")
+    assert sweep.resumable_checkpoint(str(tmp_path / "config"), 600) == (str(folder / "checkpoint.pt"), 500)
+    assert sweep.resumable_checkpoint(str(tmp_path / "config"), 500) == (None, 0) and not folder.exists()
+    assert sweep.resumable_checkpoint(str(tmp_path / "nothing_yet"), 500) == (None, 0)
