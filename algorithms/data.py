@@ -570,30 +570,23 @@ def save_checkpoint(path: str, algorithm: str, args: dict, step: int, models: di
         raise OSError(f"Could not write the checkpoint in {folder} ({cause}), then resume.{kept}") from error
 
 
-def load_checkpoint(path: str, algorithm: str | tuple[str, ...], device: torch.device | str = "cpu", dataset_id: str | None = None) -> dict:
-    """Read a checkpoint with weights_only=True; refuse one of another algorithm (or dataset, if given)."""
+def read_checkpoint(path: str, device: torch.device | str = "cpu") -> dict:
+    """A checkpoint.pt as torch.load(weights_only=True) reads it, or one sentence on what to pass instead."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No checkpoint at '{path}': pass the checkpoint.pt a run saved with --save-model.")
-    state = torch.load(path, map_location=device, weights_only=True)
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def load_checkpoint(path: str, algorithm: str | tuple[str, ...], device: torch.device | str = "cpu") -> dict:
+    """Read a checkpoint; refuse one of another algorithm, naming the script that reads it."""
+    state = read_checkpoint(path, device)
     expected = (algorithm,) if isinstance(algorithm, str) else algorithm
     if state.get("algorithm") not in expected:
         raise ValueError(
             f"Checkpoint '{path}' was written by {state.get('algorithm')}, not {' or '.join(expected)}: "
             f"load it with algorithms/{state.get('algorithm')}.py."
         )
-    if dataset_id is not None and state.get("dataset") != dataset_id:
-        raise ValueError(
-            f"Checkpoint '{path}' was trained on {state.get('dataset')}, not {dataset_id}: "
-            f"pass --dataset {state.get('dataset')} to continue it."
-        )
     return state
-
-
-def checkpoint_dataset(path: str) -> str:
-    """The dataset a checkpoint was trained on (a test-time script's run is named after it)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No checkpoint at '{path}': pass the checkpoint.pt a run saved with --save-model.")
-    return torch.load(path, map_location="cpu", weights_only=True)["dataset"]
 
 
 def check_finite(losses: dict[str, float], step: int, checkpoint_path: str | None = None) -> None:
@@ -646,7 +639,7 @@ RUN_CONTROL = ("total_steps", "resume", "progress", "eval_every", "eval_episodes
                "save_model", "track", "wandb_project", "device", "threads", "compile", "cudagraphs", "run_dir")  # fmt: skip
 
 
-def resumed_args(algorithm: str, args, state: dict):
+def resumed_args(args, state: dict):
     """The checkpoint's own settings, with the run-control flags of this command line (RUN_CONTROL).
 
     A learning flag left at its default takes the checkpoint's value; one set to something else than the
@@ -697,7 +690,7 @@ class Run:
         resume = getattr(args, "resume", None)  # test-time scripts (opex, ttt) have no --resume
         if resume:
             self._state = load_checkpoint(resume, algorithm, "cpu")
-            args = resumed_args(algorithm, args, self._state)
+            args = resumed_args(args, self._state)
             if args.total_steps <= self._state["step"]:
                 raise ValueError(
                     f"The checkpoint {args.resume} is already at step {self._state['step']} and --total-steps is "
@@ -714,7 +707,7 @@ class Run:
         torch.set_num_threads(args.threads)
         self.device = resolve_device(args.device)
         # test-time scripts (opex, ttt) have no --dataset: the run is named after their --checkpoint's
-        self.dataset_id = args.dataset if hasattr(args, "dataset") else checkpoint_dataset(args.checkpoint)
+        self.dataset_id = args.dataset if hasattr(args, "dataset") else read_checkpoint(args.checkpoint)["dataset"]
         name = "__".join([self.dataset_id.replace("/", "_"), args.exp_name + (f"_{variant}" if variant else ""), str(args.seed)])
         self.path = os.path.dirname(os.path.abspath(resume)) if resume else new_run_folder(args.run_dir, name)
         self.checkpoint_path = os.path.join(self.path, "checkpoint.pt")
