@@ -6,7 +6,9 @@ while acting: before each action, --ttt-steps Adam steps, Q = min(Q_1, Q_2) froz
     min_pi E_{s ~ visited} [ -Q(s, pi(s)) / stopgrad(mean |Q|) + bc_weight ||(pi(s) - pi_0(s)) / h||^2 ]
 (h = (high - low) / 2, the action box's half-width: the BC term in action-box units, as td3_bc.py's, so bc_weight
 means the same for any action range; h = 1 on D4RL's [-1, 1] actions)
-over the current states and a batch of those visited since the last reset (--ttt-reset-per-episode).
+over its current state and a batch of those visited since the last reset. Each evaluation episode adapts its own
+copy on its own states only (the states of the paper's protocol: an env whose episode ended, then auto-reset,
+feeds nothing), from pi_0 at its start with --ttt-reset-per-episode, else carrying on from its env's last episode.
 This script trains nothing offline: it loads the policy pi_0 and the critics of a ddpg_bc.py or awr.py run
 saved with --save-model (the same network classes, rebuilt from that run's own settings, on its dataset and
 with its normaliser), then scores pi_0 (untagged eval/normalized_score) and TTT (_ttt) on the same episodes.
@@ -19,6 +21,7 @@ import copy
 import math
 from dataclasses import dataclass
 
+import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
@@ -43,9 +46,9 @@ class Args:
     ttt_bc_weight: float = 0.1
     """weight of ||(pi(s) - pi_0(s)) / half-width||^2 (action-box units: the same for any action range), which keeps the adapted policy near the trained one (1.0: barely moves)"""
     ttt_batch_size: int = 256
-    """visited states drawn (with replacement) per test-time step, on top of the current states"""
+    """visited states of the episode drawn (with replacement) per test-time step, on top of its current state"""
     ttt_reset_per_episode: bool = True
-    """restart from pi_0 (and forget the visited states) at each round of episodes; else keep adapting"""
+    """each episode starts from pi_0 (and no visited states); else each env's copy keeps adapting across rounds"""
     eval_rounds: int = 1
     """rounds of eval_episodes parallel episodes (new seeds each round); >1 makes the reset flag matter"""
     seed: int = 0
@@ -154,33 +157,46 @@ def normalized_q_loss(q: torch.Tensor) -> torch.Tensor:
 
 
 class TTTPolicy:
-    """pi, a copy of pi_0 that takes ttt_steps gradient steps on the visited states before each action.
+    """pi, one copy of pi_0 per evaluation episode, each taking ttt_steps gradient steps on its own episode's states.
 
-    Raw observations in, as data.evaluate wants; every parallel env's state feeds the one shared copy.
-    Keeps the (raw state, action taken) pairs of the rollouts for the evaluation MSE.
+    Raw observations in, as data.evaluate wants: row i is vector env i's state. Env i's episode has its own adapted
+    copy (actors[i], optimizers[i]) and its own buffer of visited states (visited[i]); only the envs whose episode
+    is still running (alive) adapt, so an auto-reset env's next-episode states are never learnt from. The envs must
+    be wrapped in EpisodeTracker (track()), which starts the episodes at each envs.reset (fresh copies of pi_0 when
+    --ttt-reset-per-episode, else each env's copy keeps adapting through the episodes run in it) and marks an env
+    dead at its first termination or truncation. Called without one, each row is an episode that never ends.
+    Keeps the (raw state, action taken) pairs of the alive envs, the visited states, for the evaluation MSE.
     """
 
     def __init__(self, actor: Actor, critic: Critics, normalizer: data.Normalizer, args: Args):
         self.reference = copy.deepcopy(actor).requires_grad_(False)  # pi_0, frozen
         self.critic = copy.deepcopy(critic).requires_grad_(False)  # Q, frozen
         self.normalizer, self.args, self.taken = normalizer, args, []  # taken: (raw state, action) of every round
-        self.reset()
+        self.actors, self.optimizers, self.visited, self.alive = [], [], [], None
 
-    def reset(self) -> None:
-        self.actor = copy.deepcopy(self.reference).requires_grad_(True)
-        self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=self.args.ttt_learning_rate)
-        self.visited = []  # normalised states since the reset
+    def start_episodes(self, num_envs: int) -> None:
+        """A new episode in each of num_envs envs: from pi_0 when resetting per episode (or on the first episodes)."""
+        if self.args.ttt_reset_per_episode or len(self.actors) != num_envs:
+            self.actors = [copy.deepcopy(self.reference).requires_grad_(True) for _ in range(num_envs)]
+            self.optimizers = [torch.optim.Adam(a.parameters(), lr=self.args.ttt_learning_rate) for a in self.actors]
+            self.visited = [[] for _ in range(num_envs)]  # normalised states of each env's episode(s) since the reset
+        self.alive = np.ones(num_envs, bool)
 
-    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
-        s = self.normalizer(obs)
-        self.visited.append(s)
-        visited = torch.cat(self.visited)
+    def end_episodes(self, done: np.ndarray) -> None:
+        self.alive &= ~np.asarray(done, bool)
+
+    def track(self, envs: gym.vector.VectorEnv) -> "EpisodeTracker":
+        return EpisodeTracker(envs, self)
+
+    def adapt(self, i: int, s: torch.Tensor) -> None:
+        """ttt_steps Adam steps of env i's copy on its current state s (1, obs_dim) and a batch of its visited ones."""
+        actor, optimizer, visited = self.actors[i], self.optimizers[i], torch.cat(self.visited[i])
         half_width = (self.reference.action_high - self.reference.action_low) / 2
         with torch.enable_grad():  # data.evaluate calls policies under no_grad
             for _ in range(self.args.ttt_steps):
                 drawn = torch.randint(len(visited), (self.args.ttt_batch_size,), device=s.device)
-                batch = torch.cat([s, visited[drawn]])  # the current states and a batch of the visited ones
-                action = self.actor(batch)
+                batch = torch.cat([s, visited[drawn]])  # the current state and a batch of this episode's visited ones
+                action = actor(batch)
                 q = self.critic(batch, action).min(0).values
                 with torch.no_grad():
                     reference = self.reference(batch)
@@ -188,19 +204,47 @@ class TTTPolicy:
                 # h = (high - low) / 2: the BC term in action-box units (as td3_bc's), the same for any action range
                 bc = (((action - reference) / half_width) ** 2).sum(-1).mean()
                 loss = normalized_q_loss(q) + self.args.ttt_bc_weight * bc
-                self.optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                self.optimizer.step()
+                optimizer.step()
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.alive is None:  # not run through track(): every row is its own never-ending episode
+            self.start_episodes(len(obs))
+        s = self.normalizer(obs)
+        for i in np.flatnonzero(self.alive):  # a finished episode's env (auto-reset or not) neither adapts nor is kept
+            self.visited[i].append(s[i : i + 1])
+            self.adapt(i, s[i : i + 1])
         with torch.no_grad():
-            action = self.actor(s)
-        self.taken.append((obs, action))
+            # row i from env i's copy, each run on the whole batch: at learning rate 0, pi_0's actions bit for bit
+            action = torch.stack([actor(s)[i] for i, actor in enumerate(self.actors)])
+        alive = torch.as_tensor(self.alive, device=obs.device)
+        self.taken.append((obs[alive], action[alive]))
         return action
+
+
+class EpisodeTracker(gym.vector.VectorWrapper):
+    """The vector env, telling a TTTPolicy when its episodes start (reset) and when each one ends (step)."""
+
+    def __init__(self, envs: gym.vector.VectorEnv, policy: TTTPolicy):
+        super().__init__(envs)
+        self.policy = policy
+
+    def reset(self, **kwargs):
+        self.policy.start_episodes(self.num_envs)
+        return super().reset(**kwargs)
+
+    def step(self, actions):
+        observations, rewards, terminated, truncated, infos = super().step(actions)
+        self.policy.end_episodes(terminated | truncated)
+        return observations, rewards, terminated, truncated, infos
 
 
 def merge(results: list[data.EvalResult]) -> data.EvalResult:
     """One EvalResult from several rounds of episodes."""
     fields = ("returns", "lengths", "normalized", "observations")
-    return data.EvalResult(*(np.concatenate([getattr(r, field) for r in results]) for field in fields))
+    successes = None if any(r.successes is None for r in results) else np.concatenate([r.successes for r in results])
+    return data.EvalResult(*(np.concatenate([getattr(r, field) for r in results]) for field in fields), successes)
 
 
 def main(args: Args) -> data.RunResult:
@@ -232,35 +276,39 @@ def main(args: Args) -> data.RunResult:
     critics.load_state_dict(trained["models"]["critic"])
     base_policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, the mean action out
 
-    # each round: pi_0 and TTT on the same episodes (round 0: those the training run was evaluated on)
+    # each round: pi_0 and TTT on the same episodes (round 0: those the training run was evaluated on); TTT's envs
+    # tell it when each episode starts and ends, so each episode adapts its own copy on its own states only
     ttt, rounds = TTTPolicy(actor, critics, normalizer, args), []
     envs = data.make_eval_envs(dataset, args.eval_episodes)
     for r in tqdm(range(args.eval_rounds), disable=not args.progress, desc=run.name[:40]):
         seed = run.eval_seed(round=r)  # new start states each round, disjoint across --seed
         base = data.evaluate(base_policy, envs, dataset, seed=seed, device=device)
-        if r > 0 and args.ttt_reset_per_episode:
-            ttt.reset()
-        rounds.append((base, data.evaluate(ttt, envs, dataset, seed=seed, device=device)))
+        rounds.append((base, data.evaluate(ttt, ttt.track(envs), dataset, seed=seed, device=device)))
     envs.close()
     base, adapted = (merge(results) for results in zip(*rounds))
 
-    # action MSE to the scripted expert on the training, validation and visited states: pi_0's; for TTT, its last
-    # adapted copy's on the training and validation states and, on the states it visited, that of the actions it took
+    # action MSE to the scripted expert on the training, validation and visited states: pi_0's; for TTT, the mean
+    # over the last round's episodes of each episode's final copy's on the training and validation states and, on
+    # the states TTT visited, that of the actions it took
     step, dataset_id = trained["step"], saved["dataset"]
     visited, taken = (torch.cat(x) for x in zip(*ttt.taken))
-    adapted_policy = lambda obs: ttt.actor(normalizer(obs))  # noqa: E731
     base_mse = {k: data.expert_action_mse(base_policy, dataset_id, x, device) for k, x in mse_states.items()}
     base_mse["eval"] = data.expert_action_mse(base_policy, dataset_id, base.observations, device)
-    ttt_mse = {k: data.expert_action_mse(adapted_policy, dataset_id, x, device) for k, x in mse_states.items()}
+    copies = [lambda obs, pi=pi: pi(normalizer(obs)) for pi in ttt.actors]  # raw observations in, as base_policy
+    ttt_mse = {k: float(np.mean([data.expert_action_mse(pi, dataset_id, x, device) for pi in copies]))
+               for k, x in mse_states.items()}  # fmt: skip
     ttt_mse["eval"] = data.expert_action_mse(lambda _: taken, dataset_id, visited, device)
     run.record(step, base, base_mse)
     run.record(step, adapted, ttt_mse, tag="_ttt")
-    with torch.no_grad():  # what TTT changed on all visited states: Q gain and action shift of the last copy
-        s = normalizer(visited)
-        pi, pi_0 = ttt.actor(s), ttt.reference(s)
-        q_gain = ttt.critic(s, pi).min(0).values - ttt.critic(s, pi_0).min(0).values
-        run.writer.add_scalar("ttt/q_gain", q_gain.mean().item(), step)
-        run.writer.add_scalar("ttt/action_shift", ((pi - pi_0) ** 2).sum(-1).mean().item(), step)
+    with torch.no_grad():  # what TTT changed: each episode's final copy on that episode's (or env's) visited states
+        q_gains, shifts = [], []
+        for actor, states in zip(ttt.actors, ttt.visited):
+            s = torch.cat(states)
+            pi, pi_0 = actor(s), ttt.reference(s)
+            q_gains.append(ttt.critic(s, pi).min(0).values - ttt.critic(s, pi_0).min(0).values)
+            shifts.append(((pi - pi_0) ** 2).sum(-1))
+        run.writer.add_scalar("ttt/q_gain", torch.cat(q_gains).mean().item(), step)
+        run.writer.add_scalar("ttt/action_shift", torch.cat(shifts).mean().item(), step)
     return run.result()
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import inspect
 import math
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -127,12 +128,14 @@ def ttt_setup(local_dataset, **overrides):
 def test_ttt_with_zero_learning_rate_leaves_the_policy_bit_identical(local_dataset):
     dataset, envs, actor, critic, normalizer, policy = ttt_setup(local_dataset, ttt_learning_rate=0.0)
     before = {name: p.clone() for name, p in actor.state_dict().items()}
-    result = data.evaluate(policy, envs, dataset, seed=3)
+    result = data.evaluate(policy, policy.track(envs), dataset, seed=3)
     envs.close()
-    steps = int(policy.optimizer.state[policy.actor.net[0].weight]["step"])
-    assert steps == 2 * 200  # the gradient steps did run: 2 per environment step of the 200-step episodes
-    for name, value in policy.actor.state_dict().items():
-        assert torch.equal(value, before[name]), name
+    assert len(policy.actors) == 2  # one copy per episode
+    for adapted, optimizer in zip(policy.actors, policy.optimizers):
+        steps = int(optimizer.state[adapted.net[0].weight]["step"])
+        assert steps == 2 * 200  # the gradient steps did run: 2 per environment step of the 200-step episode
+        for name, value in adapted.state_dict().items():
+            assert torch.equal(value, before[name]), name
     # ... so TTT acted exactly as the plain policy, on every state it visited
     assert sum(len(obs) for obs, _ in policy.taken) == len(result.observations)
     with torch.no_grad():
@@ -163,8 +166,8 @@ def test_ttt_bc_term_is_in_action_box_units():
         with torch.no_grad():  # as data.evaluate calls it
             actions = torch.cat([policy(torch.randn(4, 3) * 2) for _ in range(5)])
             s = normalizer(torch.randn(64, 3) * 2)
-            shift = (policy.actor(s) - actor(s)).abs().max() / high
-        adapted[high] = actions, [p.detach() for p in policy.actor.net.parameters()]
+            shift = (policy.actors[0](s) - actor(s)).abs().max() / high
+        adapted[high] = actions, [p.detach() for copy in policy.actors for p in copy.net.parameters()]
     assert shift > 1e-3  # TTT did move the policy
     torch.testing.assert_close(adapted[2.0][0], 2 * adapted[1.0][0])
     for boxed, unit in zip(adapted[2.0][1], adapted[1.0][1]):
@@ -175,17 +178,97 @@ def test_ttt_raises_the_frozen_q_of_the_visited_states(local_dataset):
     dataset, envs, actor, critic, normalizer, policy = ttt_setup(local_dataset, ttt_learning_rate=1e-3)
     before = {name: p.clone() for name, p in actor.state_dict().items()}
     critic_before = {name: p.clone() for name, p in critic.state_dict().items()}
-    result = data.evaluate(policy, envs, dataset, seed=3)
+    data.evaluate(policy, policy.track(envs), dataset, seed=3)
     envs.close()
-    s = normalizer(torch.as_tensor(result.observations))
-    with torch.no_grad():
-        q_adapted = critic(s, policy.actor(s)).min(0).values.mean()
-        q_base = critic(s, actor(s)).min(0).values.mean()
-    assert q_adapted > q_base + 1e-3
+    for copy, visited in zip(policy.actors, policy.visited):  # each episode's copy on its own episode's states
+        s = torch.cat(visited)
+        with torch.no_grad():
+            q_adapted = critic(s, copy(s)).min(0).values.mean()
+            q_base = critic(s, actor(s)).min(0).values.mean()
+        assert q_adapted > q_base + 1e-3
     # the trained policy and the critic themselves are untouched (TTT adapts a copy against a frozen copy of Q)
     assert all(torch.equal(v, before[k]) for k, v in actor.state_dict().items())
     assert all(torch.equal(v, critic_before[k]) for k, v in critic.state_dict().items())
     assert all(p.requires_grad for p in critic.parameters())  # the caller's critic is not frozen by TTT
+
+
+class CountingEnv(gym.Env):
+    """Observation (env index, time step, episodes started so far); the episode ends after `length` steps."""
+
+    def __init__(self, index: int, length: int):
+        self.index, self.length, self.episodes, self.t = index, length, 0, 0
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+        self.action_space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+
+    def observation(self) -> np.ndarray:
+        return np.array([self.index, self.t, self.episodes], np.float32)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.episodes, self.t = self.episodes + 1, 0
+        return self.observation(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self.observation(), 0.0, self.t == self.length, False, {}
+
+
+LENGTHS = (5, 9)  # env 0's episode ends (and its env auto-resets into a new one) while env 1's still runs
+
+
+def counting_setup(**overrides):
+    envs = gym.vector.SyncVectorEnv([lambda i=i, n=n: CountingEnv(i, n) for i, n in enumerate(LENGTHS)])
+    actor, critic, _ = networks(ttt, seed=1)
+    args = ttt.Args(**{"checkpoint": "unused", "ttt_steps": 2, "ttt_batch_size": 8, "ttt_learning_rate": 1e-2, **overrides})
+    return envs, actor, ttt.TTTPolicy(actor, critic, data.Normalizer.identity(3), args)
+
+
+def episode_states(policy, i: int) -> np.ndarray:
+    return torch.cat(policy.visited[i]).numpy()  # the identity normaliser: the raw (index, t, episode) states
+
+
+def test_ttt_adapts_each_episodes_copy_on_that_episodes_states_only():
+    # the old protocol adapted one shared copy on every env's states, the auto-reset env 0's next episode included
+    envs, actor, policy = counting_setup()
+    torch.manual_seed(0)
+    _, lengths, visited, _ = data.run_episodes(policy, policy.track(envs), seed=0)
+    assert list(lengths) == list(LENGTHS)
+    assert len(policy.actors) == 2 and policy.actors[0] is not policy.actors[1]
+    for i, length in enumerate(LENGTHS):
+        states = episode_states(policy, i)
+        # exactly its own episode's states, in order: env i, steps 0 .. length - 1 of its first episode
+        np.testing.assert_array_equal(states, np.stack([np.full(length, i), np.arange(length), np.ones(length)], 1))
+        actor_i, optimizer = policy.actors[i], policy.optimizers[i]
+        assert int(optimizer.state[actor_i.net[0].weight]["step"]) == 2 * length  # 2 steps per step of its episode
+    # the actions TTT took (its evaluation MSE's states) are those of the running episodes, as run_episodes' states
+    taken = torch.cat([obs for obs, _ in policy.taken]).numpy()
+    np.testing.assert_array_equal(taken, visited)
+    assert (taken[:, 2] == 1).all()
+    # the two episodes' copies moved apart, each from pi_0
+    s = torch.randn(64, 3)
+    with torch.no_grad():
+        a0, a1, a = policy.actors[0](s), policy.actors[1](s), actor(s)
+    assert (a0 - a).abs().max() > 1e-4 and (a1 - a).abs().max() > 1e-4 and (a0 - a1).abs().max() > 1e-4
+    envs.close()
+
+
+@pytest.mark.parametrize("reset", [True, False])
+def test_ttt_reset_per_episode_gives_each_episode_a_fresh_copy(reset):
+    envs, actor, policy = counting_setup(ttt_reset_per_episode=reset)
+    tracked = policy.track(envs)
+    data.run_episodes(policy, tracked, seed=0)
+    first = list(policy.actors)
+    data.run_episodes(policy, tracked, seed=1)
+    rounds = 1 if reset else 2  # reset: each episode's copy starts from pi_0; else each env's copy carries on
+    for i, length in enumerate(LENGTHS):
+        assert (policy.actors[i] is first[i]) != reset
+        states = episode_states(policy, i)
+        assert len(states) == rounds * length and (states[:, 0] == i).all()  # its own env's states only ...
+        assert len(np.unique(states[:, 2])) == rounds  # ... of its own episode(s): never an auto-reset one's
+        assert np.array_equal(states[-length:, 1], np.arange(length))
+        actor_i, optimizer = policy.actors[i], policy.optimizers[i]
+        assert int(optimizer.state[actor_i.net[0].weight]["step"]) == rounds * 2 * length
+    envs.close()
 
 
 def test_opex_on_a_checkpoint(trained, run_dir):
