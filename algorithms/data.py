@@ -708,13 +708,26 @@ class Run:
         self.device = resolve_device(args.device)
         # test-time scripts (opex, ttt) have no --dataset: the run is named after their --checkpoint's
         self.dataset_id = args.dataset if hasattr(args, "dataset") else read_checkpoint(args.checkpoint)["dataset"]
-        name = "__".join([self.dataset_id.replace("/", "_"), args.exp_name + (f"_{variant}" if variant else ""), str(args.seed)])
-        self.path = os.path.dirname(os.path.abspath(resume)) if resume else new_run_folder(args.run_dir, name)
-        self.checkpoint_path = os.path.join(self.path, "checkpoint.pt")
-        self.name = os.path.basename(self.path)
+        self._folder_name = "__".join([self.dataset_id.replace("/", "_"), args.exp_name + (f"_{variant}" if variant else ""), str(args.seed)])
+        self._path = os.path.dirname(os.path.abspath(resume)) if resume else None
         self._writer = None
         self.scores, self.returns, self.policy_scores, self.success_rate, self._envs = [], [], {}, float("nan"), None
         self.first_step, self.step, self._eval_seconds, self._start, self._progress = 1, 0, 0.0, time.time(), None
+
+    @property
+    def path(self) -> str:
+        """The run folder, made when the run first needs it: a run that fails while loading its data leaves none."""
+        if self._path is None:
+            self._path = new_run_folder(self.args.run_dir, self._folder_name)
+        return self._path
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+    @property
+    def checkpoint_path(self) -> str:
+        return os.path.join(self.path, "checkpoint.pt")
 
     @property
     def writer(self) -> SummaryWriter:

@@ -174,3 +174,9 @@ def test_unwritable_run_dir_is_named_with_the_fix(local_dataset, tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(OSError, match=r"Cannot write the run folder '.*a-file/.*' \(Not a directory\): pass --run-dir a folder you can write to"):
         bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=str(blocker), total_steps=10, **FAST))
+
+
+def test_a_run_that_fails_before_training_leaves_no_folder(run_dir):
+    with pytest.raises(data.DatasetError, match="did you mean pendulum/medium-v0"):
+        bc.main(bc.Args(dataset="pendulum/medum-v0", run_dir=run_dir, total_steps=5, **FAST))
+    assert not os.path.exists(run_dir) or os.listdir(run_dir) == []
