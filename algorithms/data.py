@@ -182,7 +182,7 @@ class Transitions:
     next_action_known: torch.Tensor  # (N,) float32: 0 at a time-limit end, where no a' was taken (SARSA masks it)
     episode_starts: torch.Tensor  # (N,) bool
     episode_ends: torch.Tensor  # (N,) bool: last step (terminated or truncated)
-    returns_to_go: torch.Tensor  # (N,) float32: undiscounted sum of rewards from t to the episode end
+    returns_to_go: torch.Tensor  # (N,) float32: undiscounted sum of rewards from t to the episode end (Cal-QL: discounted)
     episode_returns: torch.Tensor  # (N,) float32: the return of the episode each transition belongs to
     episode_ids: torch.Tensor  # (N,) int64
     timesteps: torch.Tensor  # (N,) int64: t within the episode
@@ -214,36 +214,53 @@ def to_transitions(dataset: minari.MinariDataset, device: torch.device | str = "
     """Flatten a Minari dataset's episodes into Transitions on `device`."""
     columns: dict[str, list] = {f.name: [] for f in fields(Transitions)}
     for episode_id, episode in enumerate(dataset.iterate_episodes()):
-        observations = flatten_observation(episode.observations)
         actions = np.asarray(episode.actions, dtype=np.float32).reshape(len(episode.rewards), -1)
-        rewards = np.asarray(episode.rewards, dtype=np.float32)
-        length = len(rewards)
-        if length == 0:
+        if len(episode.rewards) == 0:
             continue
-        columns["observations"].append(observations[:-1])
-        columns["next_observations"].append(observations[1:])
-        columns["actions"].append(actions)
-        columns["next_actions"].append(np.concatenate([actions[1:], actions[-1:]]))
-        columns["rewards"].append(rewards)
-        terminals = np.asarray(episode.terminations, dtype=np.float32)
-        columns["terminals"].append(terminals)
-        # after a termination a' is never used (1 - done = 0); after a time limit it was never taken
-        known = np.ones(length, np.float32)
-        known[-1] = terminals[-1]
-        columns["next_action_known"].append(known)
-        starts, ends = np.zeros(length, bool), np.zeros(length, bool)
-        starts[0], ends[-1] = True, True
-        columns["episode_starts"].append(starts)
-        columns["episode_ends"].append(ends)
-        columns["returns_to_go"].append(np.cumsum(rewards[::-1])[::-1].astype(np.float32))
-        columns["episode_returns"].append(np.full(length, rewards.sum(), np.float32))
-        columns["episode_ids"].append(np.full(length, episode_id, np.int64))
-        columns["timesteps"].append(np.arange(length, dtype=np.int64))
+        episode_arrays = episode_columns(episode_id, flatten_observation(episode.observations), actions, episode.rewards, episode.terminations)
+        for name, array in episode_arrays.items():
+            columns[name].append(array)
     if not columns["rewards"]:
         raise DatasetError(f"Dataset '{dataset.id}' has no transitions: rebuild or re-download it.")
     arrays = {k: np.concatenate(v) for k, v in columns.items()}
     check_values(dataset, arrays)
     return Transitions(**{k: torch.from_numpy(v).to(device) for k, v in arrays.items()})
+
+
+def episode_columns(episode_id: int, observations: np.ndarray, actions: np.ndarray, rewards, terminations) -> dict[str, np.ndarray]:
+    """One episode's Transitions fields as arrays: observations (T+1, obs_dim) flat, the rest per step (T)."""
+    rewards, terminals = np.asarray(rewards, dtype=np.float32), np.asarray(terminations, dtype=np.float32)
+    length = len(rewards)
+    # after a termination a' is never used (1 - done = 0); after a time limit it was never taken
+    known = np.ones(length, np.float32)
+    known[-1] = terminals[-1]
+    starts, ends = np.zeros(length, bool), np.zeros(length, bool)
+    starts[0], ends[-1] = True, True
+    return {
+        "observations": observations[:-1], "actions": actions, "rewards": rewards, "next_observations": observations[1:],
+        "terminals": terminals, "next_actions": np.concatenate([actions[1:], actions[-1:]]), "next_action_known": known,
+        "episode_starts": starts, "episode_ends": ends, "returns_to_go": np.cumsum(rewards[::-1])[::-1].astype(np.float32),
+        "episode_returns": np.full(length, rewards.sum(), np.float32), "episode_ids": np.full(length, episode_id, np.int64),
+        "timesteps": np.arange(length, dtype=np.int64),
+    }  # fmt: skip
+
+
+def concatenate(parts: list[Transitions]) -> Transitions:
+    """Transitions one after another (episodes stay contiguous), e.g. offline and online data in one batch."""
+    return Transitions(**{f.name: torch.cat([getattr(t, f.name) for t in parts]) for f in fields(Transitions)})
+
+
+def discounted_returns(t: Transitions, gamma: float) -> torch.Tensor:
+    """sum_k gamma^k r_{t+k} to the end of each logged episode: the Monte-Carlo value of the data's own policy.
+
+    A time-limit end is not bootstrapped (as Cal-QL's code): with negative rewards the last steps' values are
+    then too high, with 0/1 rewards too low."""
+    rewards, ends = t.rewards.double().cpu().numpy(), t.episode_ends.cpu().numpy()
+    returns, running = np.zeros_like(rewards), 0.0
+    for i in range(len(rewards) - 1, -1, -1):
+        running = rewards[i] + gamma * running * (not ends[i])
+        returns[i] = running
+    return torch.as_tensor(returns, dtype=torch.float32, device=t.rewards.device)
 
 
 class DataWarning(UserWarning):
@@ -359,14 +376,12 @@ class Normalizer:
         return normalized * self.std + self.mean
 
 
-def transform_rewards(
-    train: Transitions, valid: Transitions, reward_scale: float, reward_shift: float, return_range_scale: bool
-) -> tuple[Transitions, Transitions]:
-    """r <- r * reward_scale + reward_shift, after r <- r * 1000 / (max - min episode return) if return_range_scale.
+def reward_transform(train: Transitions, reward_scale: float, reward_shift: float, return_range_scale: bool) -> Callable:
+    """r -> r * reward_scale + reward_shift, after r <- r * 1000 / (max - min episode return) if return_range_scale.
 
-    The map is measured on the training data once and applied unchanged to the validation data, so the
-    valid/* losses are on the training losses' scale. IQL/CORL locomotion uses return_range_scale; CORL's
-    antmaze recipe is reward_shift=-1 (every step costs until the goal); CQL's, scale 10 and shift -5.
+    The map is measured on the training data once; validation data and the online phase's rewards get it unchanged.
+    IQL/CORL locomotion uses return_range_scale; CORL's antmaze recipe is reward_shift=-1 (every step costs until
+    the goal); CQL's, scale 10 and shift -5.
     """
     scale = reward_scale
     if return_range_scale:
@@ -378,7 +393,15 @@ def transform_rewards(
                 f"{len(returns)} episode(s) all return {float(returns[0]):g}: pass --no-return-range-scale."
             )
         scale *= 1000.0 / spread
-    return tuple(replace(t, rewards=t.rewards * scale + reward_shift) for t in (train, valid))
+    return lambda rewards: rewards * scale + reward_shift
+
+
+def transform_rewards(
+    train: Transitions, valid: Transitions, reward_scale: float, reward_shift: float, return_range_scale: bool
+) -> tuple[Transitions, Transitions]:
+    """Both splits with reward_transform's map, measured on train: the valid/* losses are on the training losses' scale."""
+    transform = reward_transform(train, reward_scale, reward_shift, return_range_scale)
+    return tuple(replace(t, rewards=transform(t.rewards)) for t in (train, valid))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -407,13 +430,18 @@ class EvalResult:
         return float(self.successes.mean()) if self.successes is not None else float("nan")
 
 
-def make_eval_envs(dataset: minari.MinariDataset, num_envs: int) -> gym.vector.VectorEnv:
-    """num_envs copies of the dataset's evaluation env, stepped in lockstep."""
+def make_env(dataset: minari.MinariDataset) -> gym.Env:
+    """The dataset's evaluation env (its eval_env_spec where it has one): what the policy is scored in."""
     if is_local(dataset.id):
         import local_suite
 
-        return gym.vector.SyncVectorEnv([lambda: local_suite.make_env(dataset.id) for _ in range(num_envs)])
-    return gym.vector.SyncVectorEnv([lambda: dataset.recover_environment(eval_env=True) for _ in range(num_envs)])
+        return local_suite.make_env(dataset.id)
+    return dataset.recover_environment(eval_env=True)
+
+
+def make_eval_envs(dataset: minari.MinariDataset, num_envs: int) -> gym.vector.VectorEnv:
+    """num_envs copies of the dataset's evaluation env, stepped in lockstep."""
+    return gym.vector.SyncVectorEnv([lambda: make_env(dataset) for _ in range(num_envs)])
 
 
 def run_episodes(policy, envs, seed, to_numpy=False, device="cpu", on_reward=None):
@@ -454,6 +482,104 @@ def evaluate(
     """
     returns, lengths, visited, successes = run_episodes(policy, envs, seed, device=device, on_reward=on_reward)
     return EvalResult(returns, lengths, normalized_score(dataset, returns), visited, successes)
+
+
+# ----------------------------------------------------------------------------------------------
+# Offline-to-online fine-tuning: one env the policy acts in, and the episodes it collected.
+
+
+class OnlineInteraction:
+    """The online phase: one copy of the dataset's evaluation env, stepped by a script's exploring policy, and the
+    finished episodes it collected, kept both raw (`data`, the dataset's fields) and as `prepare` maps them to what
+    the script trains on (`batches`: normalised states, transformed rewards, ...), refreshed at each episode's end.
+
+    Episode k starts from reset(seed=10**9 + 100_000 * seed + k), apart from the evaluation seeds. The state_dict
+    holds the collected data and the actions of the episode in progress; load_state_dict replays them from the
+    episode's seed, so a resumed run goes on from the very env state the interrupted one stopped in.
+    """
+
+    def __init__(self, dataset: minari.MinariDataset, seed: int, device: torch.device | str, prepare: Callable[[Transitions], Transitions]):
+        self.dataset, self.seed, self.device, self.prepare = dataset, seed, device, prepare
+        self.env, self._observations = None, None  # made when first stepped: an offline-only run never builds the env
+        self.data: Transitions | None = None  # finished online episodes, raw; None until the first one ends
+        self.batches: Transitions | None = None  # the same, prepared
+        self.episodes, self.env_steps, self.last_return = 0, 0, float("nan")
+
+    def _start_episode(self) -> None:
+        self.env = self.env or make_env(self.dataset)
+        observation, _ = self.env.reset(seed=10**9 + 100_000 * self.seed + self.episodes)
+        self._observations, self._actions, self._rewards, self._terminations = [flatten_observation(observation)], [], [], []
+
+    @property
+    def observation(self) -> torch.Tensor:
+        """The current flat observation, (1, obs_dim) on the device, raw as the policies take it."""
+        if self._observations is None:
+            self._start_episode()
+        return torch.as_tensor(self._observations[-1], device=self.device).unsqueeze(0)
+
+    def step(self, action: torch.Tensor | np.ndarray) -> bool:
+        """One env step. At an episode's end its transitions join the data and the next episode starts: True then."""
+        if self._observations is None:
+            self._start_episode()
+        self.env_steps += 1
+        if not self._env_step(np.asarray(torch.as_tensor(action).detach().cpu(), dtype=np.float32)):
+            return False
+        columns = episode_columns(self.episodes, np.stack(self._observations), np.stack(self._actions), self._rewards, self._terminations)
+        episode = Transitions(**{name: torch.from_numpy(array).to(self.device) for name, array in columns.items()})
+        self.data = episode if self.data is None else concatenate([self.data, episode])
+        self.batches, self.last_return = self.prepare(self.data), float(np.sum(self._rewards))
+        self.episodes += 1
+        self._start_episode()
+        return True
+
+    def _env_step(self, action: np.ndarray) -> bool:
+        """Step the env and keep the step; True when the episode ended (terminated or truncated)."""
+        action = action.reshape(self.env.action_space.shape)
+        observation, reward, terminated, truncated, _ = self.env.step(action)
+        self._observations.append(flatten_observation(observation))
+        self._actions.append(action)
+        self._rewards.append(float(reward))
+        self._terminations.append(bool(terminated))
+        return terminated or truncated
+
+    def sample(self, offline: Transitions, batch_size: int, mixing_ratio: float) -> Transitions:
+        """A batch of which `mixing_ratio` comes from the offline data and the rest from the online episodes
+        (all offline until the first online episode ends)."""
+        num_offline = batch_size if self.batches is None else round(mixing_ratio * batch_size)
+        parts = [offline.sample(num_offline)] if num_offline else []
+        if num_offline < batch_size:
+            parts.append(self.batches.index(torch.randint(len(self.batches), (batch_size - num_offline,), device=self.device)))
+        return concatenate(parts)
+
+    def metrics(self) -> dict[str, float]:
+        """charts/env_steps, and online/episode_return: the raw return of the last finished (exploring) episode;
+        nothing before the online phase."""
+        if not self.env_steps:
+            return {}
+        return {"charts/env_steps": self.env_steps} | ({"online/episode_return": self.last_return} if self.episodes else {})
+
+    def state_dict(self) -> dict:
+        state = {"episodes": self.episodes, "env_steps": self.env_steps, "last_return": self.last_return}
+        if self._observations is not None:  # an episode in progress
+            state["actions"] = torch.as_tensor(np.array(self._actions, np.float32).reshape(len(self._actions), -1))
+            state["observation"] = torch.as_tensor(self._observations[-1])
+        if self.data is not None:
+            state["data"] = {f.name: getattr(self.data, f.name) for f in fields(Transitions)}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.episodes, self.env_steps, self.last_return = state["episodes"], state["env_steps"], state["last_return"]
+        if "data" in state:
+            self.data = Transitions(**{name: tensor.to(self.device) for name, tensor in state["data"].items()})
+            self.batches = self.prepare(self.data)
+        if "observation" not in state:
+            return
+        self._start_episode()
+        for action in state["actions"].numpy():  # the episode in progress, replayed from its seed
+            self._env_step(action)
+        if not np.array_equal(self._observations[-1], state["observation"].numpy()):
+            warnings.warn("The online episode in progress replayed to another state than the checkpoint's (the env is not "
+                          "deterministic here): the run goes on from the replayed one.", DataWarning, stacklevel=2)  # fmt: skip
 
 
 def normalized_score(dataset: minari.MinariDataset, returns: np.ndarray) -> np.ndarray:
@@ -632,10 +758,11 @@ class RunResult:
     run_path: str  # the run folder: TensorBoard logs and checkpoint.pt
     policy_scores: dict[str, float] = field(default_factory=dict)  # last score of each other policy evaluated, by tag
     success_rate: float = float("nan")  # the last evaluation's fraction of episodes reaching the goal (goal envs only)
+    eval_steps: list[int] = field(default_factory=list)  # the update step of each score, in order (learning curves)
 
 
 # Flags that steer a run, not what it learns: --resume may change them; any other flag comes from the checkpoint.
-RUN_CONTROL = ("total_steps", "resume", "progress", "eval_every", "eval_episodes", "log_every", "checkpoint_every",
+RUN_CONTROL = ("total_steps", "online_steps", "resume", "progress", "eval_every", "eval_episodes", "log_every", "checkpoint_every",
                "save_model", "track", "wandb_project", "device", "threads", "compile", "cudagraphs", "run_dir")  # fmt: skip
 
 
@@ -691,16 +818,26 @@ class Run:
         if resume:
             self._state = load_checkpoint(resume, algorithm, "cpu")
             args = resumed_args(args, self._state)
-            if args.total_steps <= self._state["step"]:
+            saved_offline_steps = self._state["args"]["total_steps"]
+            if self._state["step"] > saved_offline_steps:  # in its online phase: the offline budget is history
+                if args.total_steps not in (saved_offline_steps, type(args)().total_steps):
+                    raise ValueError(
+                        f"The checkpoint {args.resume} is in its online phase, which began after --total-steps "
+                        f"{saved_offline_steps} offline updates: drop --total-steps, or pass a larger --online-steps."
+                    )
+                args = replace(args, total_steps=saved_offline_steps)
+            if args.total_steps + getattr(args, "online_steps", 0) <= self._state["step"]:
                 raise ValueError(
                     f"The checkpoint {args.resume} is already at step {self._state['step']} and --total-steps is "
-                    f"{args.total_steps}: pass a larger --total-steps to train on."
+                    f"{args.total_steps}: pass a larger --total-steps (or --online-steps) to train on."
                 )
         if getattr(args, "total_steps", 1) <= 0 or getattr(args, "batch_size", 1) <= 0:  # test-time scripts have neither
             raise ValueError("--total-steps and --batch-size must be positive integers.")
         if args.eval_episodes < 0:
             raise ValueError(f"--eval-episodes must be 0 (no evaluation) or more, got {args.eval_episodes}.")
         self.args = args
+        # the loop's steps: the offline updates, then those of the online phase (fine-tuning scripts) if any
+        self.last_step = getattr(args, "total_steps", 0) + getattr(args, "online_steps", 0)
         random.seed(args.seed)
         np.random.seed(args.seed)
         torch.manual_seed(args.seed)
@@ -711,7 +848,7 @@ class Run:
         self._folder_name = "__".join([self.dataset_id.replace("/", "_"), args.exp_name + (f"_{variant}" if variant else ""), str(args.seed)])
         self._path = os.path.dirname(os.path.abspath(resume)) if resume else None
         self._writer = None
-        self.scores, self.returns, self.policy_scores, self.success_rate, self._envs = [], [], {}, float("nan"), None
+        self.scores, self.returns, self.eval_steps, self.policy_scores, self.success_rate, self._envs = [], [], [], {}, float("nan"), None
         self.first_step, self.step, self._eval_seconds, self._start, self._progress = 1, 0, 0.0, time.time(), None
 
     @property
@@ -752,20 +889,21 @@ class Run:
             self.first_step = self._state["step"] + 1
         args, _ = self.args, self.writer
         self._start = time.time()
-        progress = tqdm(range(self.first_step, args.total_steps + 1), disable=not args.progress, desc=self.name[:40], mininterval=1.0)
+        progress = tqdm(range(self.first_step, self.last_step + 1), disable=not args.progress, desc=self.name[:40], mininterval=1.0)
         self._progress = progress
         with GracefulInterrupt() as interrupt:
             for step in progress:
                 yield step
                 self.step = step
                 # a resumed run keeps its checkpoint current, whether or not this command says --save-model
-                last = step == args.total_steps and (args.save_model or self._state is not None)
+                last = step == self.last_step and (args.save_model or self._state is not None)
                 if last or (args.checkpoint_every and step % args.checkpoint_every == 0):
                     self.save(step)
                 if interrupt.requested:
                     self.save(step)
                     print(f"{interrupt.signal_name} at step {step}: checkpoint saved; resume with: python algorithms/"
-                          f"{self.algorithm}.py --resume {self.checkpoint_path} --total-steps {args.total_steps}")  # fmt: skip
+                          f"{self.algorithm}.py --resume {self.checkpoint_path} --total-steps {args.total_steps}"
+                          + (f" --online-steps {args.online_steps}" if getattr(args, "online_steps", 0) else ""))  # fmt: skip
                     break
 
     def save(self, step: int) -> None:
@@ -773,10 +911,10 @@ class Run:
         save_checkpoint(self.checkpoint_path, self.algorithm, asdict(self.args), step, state_dicts, self.normalizer)
 
     def logging(self, step: int) -> bool:
-        return step % self.args.log_every == 0 or step == self.args.total_steps
+        return step % self.args.log_every == 0 or step == self.last_step
 
     def evaluating(self, step: int) -> bool:
-        return self.args.eval_episodes > 0 and (step % self.args.eval_every == 0 or step == self.args.total_steps)
+        return self.args.eval_episodes > 0 and (step % self.args.eval_every == 0 or step == self.last_step)
 
     def checkpoint(self, algorithms: tuple[str, ...]) -> dict:
         """A test-time script's input: the --checkpoint of a training run by one of `algorithms`."""
@@ -828,6 +966,7 @@ class Run:
             self.policy_scores[tag.lstrip("_")] = result.normalized_mean
         else:
             self.scores.append(result.normalized_mean)
+            self.eval_steps.append(step)
             self.returns.append(result.mean)
             self.success_rate = result.success_rate
             if self._progress is not None:
@@ -845,7 +984,7 @@ class Run:
         said += f", success {100 * self.success_rate:.0f}%" if np.isfinite(self.success_rate) else ""
         speed = f", {updates_per_s:.0f} updates/s" if self.step else ""
         print(f"{self.dataset_id} {self.algorithm} seed {self.args.seed}: {said}{speed}, logs in {self.path}")
-        return RunResult(score, self.scores, self.returns, updates_per_s, self.path, self.policy_scores, self.success_rate)
+        return RunResult(score, self.scores, self.returns, updates_per_s, self.path, self.policy_scores, self.success_rate, self.eval_steps)
 
 
 def new_run_folder(run_dir: str, name: str) -> str:

@@ -15,11 +15,15 @@ the official code also adds what --no-normalize-obs does: it leaves observations
 Departures from the paper: the policy's log-std is clamped to [-5, 2] as in the official code (CORL: [-20, 2]).
 The Q target and the advantages use V from before this step's V update, as CORL does (the official code updates
 V first). No flag for CORL's deterministic actor (its hopper-medium and -medium-replay configs).
+
+Fine-tuning online (the paper's Section 5.3): --online-steps steps in the env after the offline updates, each
+followed by one update with the same losses on a batch of which --mixing-ratio is offline data. IQL needs no change
+to go online: its losses only ever use the actions in the batch, whoever collected them.
 """
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -45,6 +49,10 @@ class Args:
     """speed, CUDA only: also replay the compiled update as CUDA graphs (torch.compile's reduce-overhead mode)"""
     total_steps: int = 3_000
     """gradient updates: 3k is the student's first run, under a minute with the dataset's build (83 on pendulum/medium; 10k: 97); the paper uses 1_000_000 on D4RL"""
+    online_steps: int = 0
+    """fine-tuning: env steps after the --total-steps offline updates, each followed by one update (the paper: 1_000_000 on AntMaze)"""
+    mixing_ratio: float = 0.5
+    """fine-tuning: fraction of each online-phase batch drawn from the offline data, the rest from the online episodes (Cal-QL's 0.5; the paper's code samples the union uniformly)"""
     batch_size: int = 256
     """transitions per update"""
     expectile: float = 0.7
@@ -58,7 +66,7 @@ class Args:
     target_update_rate: float = 0.005
     """Polyak rate of the target Q networks"""
     actor_lr: float = 3e-4
-    """Adam learning rate of the policy (cosine-decayed to 0 over total_steps)"""
+    """Adam learning rate of the policy (cosine-decayed to 0 over all updates, online ones included)"""
     critic_lr: float = 3e-4
     """Adam learning rate of the Q networks"""
     value_lr: float = 3e-4
@@ -247,6 +255,8 @@ def validation_losses(
 def main(args: Args) -> data.RunResult:
     if not 0 < args.expectile < 1:
         raise ValueError(f"--expectile must be in (0, 1), got {args.expectile}.")
+    if not 0 <= args.mixing_ratio <= 1 or args.online_steps < 0:
+        raise ValueError(f"--mixing-ratio must be in [0, 1] and --online-steps 0 or more, got {args.mixing_ratio} and {args.online_steps}.")
     run = data.Run("iql", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
     args, device = run.args, run.device
 
@@ -255,10 +265,10 @@ def main(args: Args) -> data.RunResult:
     train, valid = data.split_by_episode(data.to_transitions(dataset, device), args.validation_fraction)
     obs_dim, act_dim = train.observations.shape[1], train.actions.shape[1]
     normalizer = data.Normalizer.fit(train.observations) if args.normalize_obs else data.Normalizer.identity(obs_dim, device)
-    train_batches, valid_batches = [
-        split.with_observations(normalizer)
-        for split in data.transform_rewards(train, valid, args.reward_scale, args.reward_shift, args.return_range_scale)
-    ]
+    reward_transform = data.reward_transform(train, args.reward_scale, args.reward_shift, args.return_range_scale)
+    prepare = lambda t: replace(t.with_observations(normalizer), rewards=reward_transform(t.rewards))  # noqa: E731
+    train_batches, valid_batches = prepare(train), prepare(valid)
+    online = data.OnlineInteraction(dataset, args.seed, device, prepare)  # the env of the online phase, its episodes
 
     low, high = dataset.action_space.low, dataset.action_space.high
     actor = GaussianActor(obs_dim, act_dim, args.hidden_dim, low, high, args.actor_dropout).to(device)
@@ -272,23 +282,32 @@ def main(args: Args) -> data.RunResult:
         "value": torch.optim.Adam(value.parameters(), lr=args.value_lr, fused=True),
     }
     cosine = torch.optim.lr_scheduler.CosineAnnealingLR
-    scheduler = cosine(optimizers["actor"], args.total_steps) if args.cosine_actor_lr else None  # lr 0 at the last step
+    scheduler = cosine(optimizers["actor"], run.last_step) if args.cosine_actor_lr else None  # lr 0 at the last step
     update_step = data.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
     policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, mean action out
 
+    def explore(obs: torch.Tensor) -> torch.Tensor:  # the online phase acts with a ~ pi(.|s), inside the action box
+        with torch.no_grad():
+            mean, std = policy(obs), actor.log_std.clamp(-5.0, 2.0).exp() * actor.action_scale
+            return (mean + std * torch.randn_like(mean)).clamp(actor.action_bias - actor.action_scale, actor.action_bias + actor.action_scale)
+
     # everything an exact continuation needs: networks, optimizers and the cosine schedule's position
-    models = {"actor": actor, "critic": critic, "target_critic": target_critic, "value": value}
+    models = {"actor": actor, "critic": critic, "target_critic": target_critic, "value": value, "online": online}
     models |= {f"{name}_optimizer": optimizer for name, optimizer in optimizers.items()}
     if scheduler is not None:
         models["actor_scheduler"] = scheduler
     for step in run.steps(models, normalizer):
-        batch = train_batches.sample(args.batch_size)
+        if step <= args.total_steps:
+            batch = train_batches.sample(args.batch_size)
+        else:  # online phase: one env step with a ~ pi(.|s), then one update on offline and online data
+            online.step(explore(online.observation))
+            batch = online.sample(train_batches, args.batch_size, args.mixing_ratio)
         metrics = update_step(batch, actor, critic, target_critic, value, optimizers, args)
         if scheduler is not None:
             scheduler.step()
         if run.logging(step):
             metrics["charts/actor_lr"] = optimizers["actor"].param_groups[0]["lr"]
-            run.log(step, metrics | validation_losses(valid_batches, actor, critic, target_critic, value, args))
+            run.log(step, metrics | online.metrics() | validation_losses(valid_batches, actor, critic, target_critic, value, args))
         if run.evaluating(step):
             actor.eval()  # the mean action, no dropout
             run.evaluate(step, policy, dataset, {"train": train.observations, "valid": valid.observations})

@@ -164,7 +164,8 @@ def run_one(config: dict, logs: str, run_dir: str, checkpoint_every: int = 0) ->
                 cli += ["--checkpoint-every", str(checkpoint_every)]
             resume = None
             if training:  # the learning flags stay on the command line: the script accepts those equal to the checkpoint's
-                total_steps = int(config["flags"].get("total_steps", fields["total_steps"].default))
+                # every update of the run: the offline ones, then those of the online phase (fine-tuning scripts)
+                total_steps = sum(int(config["flags"].get(name, fields[name].default)) for name in ("total_steps", "online_steps") if name in fields)
                 resume, record["resumed_from_step"] = resumable_checkpoint(run_dir, total_steps)
             if resume:
                 cli += ["--resume", resume]
@@ -175,7 +176,7 @@ def run_one(config: dict, logs: str, run_dir: str, checkpoint_every: int = 0) ->
             record.update(
                 status="ok", normalized_score=result.normalized_score, best_normalized_score=max(result.scores or [float("nan")]),
                 updates_per_s=result.updates_per_s, policy_scores=result.policy_scores, success_rate=result.success_rate,
-                extra={"run_path": result.run_path},
+                scores=result.scores, eval_steps=result.eval_steps, extra={"run_path": result.run_path},
             )  # fmt: skip
             # on SIGTERM / Ctrl-C a script checkpoints and returns early: not a finished run, the next sweep continues it
             checkpoint = os.path.join(result.run_path, "checkpoint.pt")

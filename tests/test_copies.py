@@ -24,6 +24,10 @@ def sources(name: str, scripts) -> dict[str, str]:
     ("EnsembleLayerNorm", SCRIPTS, 5),
     ("value_losses", ("awr", "ddpg_bc", "sfbc"), 3),  # the extraction family's value learning
     ("expectile_loss", SCRIPTS, 4),
+    ("TanhGaussianActor", ("cql", "cal_ql"), 2),  # Cal-QL is CQL with a calibrated conservative term
+    ("Critics", ("cql", "cal_ql"), 2),
+    ("LogMultiplier", ("cql", "cal_ql"), 2),
+    ("step_optimizers", ("cql", "cal_ql"), 2),
 ])  # fmt: skip
 def test_copies_meant_to_be_identical_are(name, scripts, at_least):
     found = sources(name, scripts)

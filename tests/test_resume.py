@@ -23,6 +23,7 @@ FAST = dict(batch_size=32, eval_episodes=1, log_every=20, progress=False)
 TINY = {  # tiny networks, and every option on that adds state to carry over (schedules, dropout, multipliers)
     "td3_bc": dict(hidden_dim=16),
     "cql": dict(hidden_dim=16, hidden_layers=2, cql_num_actions=2, lagrange=True, bc_steps=10),
+    "cal_ql": dict(hidden_dim=16, hidden_layers=2, cql_num_actions=2, online_steps=0),  # online phase: test_finetune.py
     "iql": dict(hidden_dim=16, actor_dropout=0.1, cosine_actor_lr=True),
     "onestep_rl": dict(hidden_dim=16),
     "dt": dict(embed_dim=16, context_length=4, dropout=0.1, warmup_steps=40),

@@ -1,0 +1,157 @@
+"""Offline-to-online fine-tuning (cal_ql.py, iql.py --online-steps): the calibrated conservative term is the paper's
+equation, batches mix offline and online data as asked, both phases run and log against env steps, and a run
+resumed in the middle of an online episode ends with the straight run's tensors (its online data included)."""
+
+import math
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import cal_ql
+import data
+import iql
+from test_datasets import WIDTHS, assert_tags_in_vocabulary, standin  # noqa: F401 - standin is a fixture
+from test_resume import FAST, TINY, assert_identical
+
+EPISODE = 200  # Pendulum-v1's time limit: the online phases below finish one episode and stop inside the next
+NETWORKS = {k: v for k, v in TINY["cal_ql"].items() if k != "online_steps"}
+ONLINE = {"cal_ql": NETWORKS, "iql": dict(TINY["iql"], actor_dropout=0.0)}
+
+
+def constant_critics(obs_dim: int, act_dim: int, q: float, num_critics: int = 2) -> cal_ql.Critics:
+    critics = cal_ql.Critics(obs_dim, act_dim, 8, 1, num_critics)
+    last = critics.net[-1]
+    last.weight.data.zero_()
+    last.bias.data.fill_(q)  # Q(s, a) = q for every s, a
+    return critics
+
+
+@pytest.mark.parametrize("calibration", [True, False])
+def test_calibrated_conservative_term_is_the_papers_equation(calibration):
+    """With Q = c everywhere and pi's samples at a known log-density l, Eq. 5 of the Cal-QL paper gives per state
+        gap(s) = log[ n exp(c + d log 2) + 2n exp(max(c, V(s)) - l) ] - c
+    (n uniform actions of density 2^-d, n from pi(.|s), n from pi(.|s')); plain CQL has c in place of max(c, V(s))."""
+    torch.manual_seed(0)
+    batch_size, obs_dim, act_dim, n, c, log_pi = 4, 3, 2, 5, 1.0, -0.5
+    reference = torch.tensor([-30.0, 0.0, 2.0, 7.0])  # V^mu(s): two below Q = 1, two above
+    batch = data.Transitions(
+        observations=torch.randn(batch_size, obs_dim), actions=torch.rand(batch_size, act_dim) * 2 - 1,
+        rewards=torch.zeros(batch_size), next_observations=torch.randn(batch_size, obs_dim), terminals=torch.zeros(batch_size),
+        next_actions=torch.zeros(batch_size, act_dim), next_action_known=torch.ones(batch_size),
+        episode_starts=torch.zeros(batch_size, dtype=torch.bool), episode_ends=torch.zeros(batch_size, dtype=torch.bool),
+        returns_to_go=reference, episode_returns=torch.zeros(batch_size), episode_ids=torch.zeros(batch_size, dtype=torch.long),
+        timesteps=torch.zeros(batch_size, dtype=torch.long),
+    )  # fmt: skip
+    actor = cal_ql.TanhGaussianActor(obs_dim, act_dim, 8, 1)
+
+    def fixed_samples(mean, log_std, num=None):  # pi's samples: fixed actions, at log-density log_pi
+        shape = mean.shape if num is None else (num, *mean.shape)
+        return torch.zeros(shape), torch.full(shape[:-1], log_pi)
+
+    actor.sample = fixed_samples
+    critics = constant_critics(obs_dim, act_dim, c)
+    log_alpha, log_alpha_prime = cal_ql.LogMultiplier(), cal_ql.LogMultiplier()
+    optimizers = {name: torch.optim.SGD(module.parameters(), lr=0.0) for name, module in
+                  (("actor", actor), ("critic", critics), ("alpha", log_alpha), ("alpha_prime", log_alpha_prime))}  # fmt: skip
+    args = cal_ql.Args(cql_num_actions=n, cql_alpha=3.0, calibration=calibration, bc_steps=0)
+    metrics = cal_ql.update(batch, actor, critics, constant_critics(obs_dim, act_dim, c), log_alpha, log_alpha_prime,
+                            optimizers, args, step=1)  # fmt: skip
+
+    def expected_term(policy_q: torch.Tensor) -> float:  # alpha * sum over the two critics of E_s gap(s)
+        gap = torch.log(n * math.exp(c + act_dim * math.log(2)) + 2 * n * torch.exp(policy_q - log_pi)) - c
+        return args.cql_alpha * 2 * float(gap.mean())
+
+    plain = expected_term(torch.full((batch_size,), c))
+    calibrated = expected_term(torch.maximum(torch.tensor(c), reference))
+    assert calibrated > plain + 1  # V(s) = 2 and 7 lift pi's Q in the push-down term
+    assert float(metrics["losses/cql"]) == pytest.approx(calibrated if calibration else plain, rel=1e-5)
+    assert float(metrics["cal_ql/below_reference"]) == 0.5  # Q = 1 is below V(s) = 2 and 7
+
+
+def test_discounted_returns_restart_at_each_episode():
+    t = data.Transitions(**{name: torch.from_numpy(array) for name, array in
+                            {k: np.concatenate([a[k], b[k]]) for a, b in [(
+                                data.episode_columns(0, np.zeros((4, 1), np.float32), np.zeros((3, 1), np.float32), [1, 2, 3], [0, 0, 1]),
+                                data.episode_columns(1, np.zeros((3, 1), np.float32), np.zeros((2, 1), np.float32), [5, 7], [0, 0]),
+                            )] for k in a}.items()})  # fmt: skip
+    returns = data.discounted_returns(t, 0.5)
+    assert returns.tolist() == [1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3.0, 5 + 0.5 * 7, 7.0]
+
+
+@pytest.mark.parametrize("mixing_ratio", [0.25, 1.0])
+def test_online_batches_mix_offline_and_online_data_as_asked(local_dataset, mixing_ratio):
+    dataset = data.load_dataset(local_dataset("pendulum/medium-v0"))
+    offline = data.to_transitions(dataset)
+    online = data.OnlineInteraction(dataset, seed=0, device="cpu", prepare=lambda t: t)
+    assert len(online.sample(offline, 64, mixing_ratio)) == 64  # before any online episode ended: offline only
+    for _ in range(EPISODE):
+        online.step(np.zeros(1, np.float32))
+    assert online.episodes == 1 and len(online.data) == EPISODE and online.data.episode_ends[-1]
+    assert online.last_return == pytest.approx(float(online.data.rewards.sum()), rel=1e-6)
+    batch = online.sample(offline, 64, mixing_ratio)
+    from_online = torch.isin(batch.observations, online.data.observations).all(1)  # torque 0: states no dataset had
+    assert int(from_online.sum()) == 64 - round(64 * mixing_ratio)
+
+
+@pytest.mark.parametrize("script", ["cal_ql", "iql"])
+def test_both_phases_run_and_log_against_env_steps(script, local_dataset, run_dir):
+    module = {"cal_ql": cal_ql, "iql": iql}[script]
+    offline_steps, online_steps = 20, EPISODE + 20
+    result = module.main(module.Args(dataset=local_dataset("pendulum/medium-v0"), total_steps=offline_steps,
+                                     online_steps=online_steps, eval_every=offline_steps, save_model=True, run_dir=run_dir,
+                                     **FAST, **ONLINE[script]))  # fmt: skip
+    assert result.eval_steps == [20 * k for k in range(1, 13)]  # every 20 updates through both phases
+    events = EventAccumulator(result.run_path).Reload()
+    env_steps = {e.step: e.value for e in events.Scalars("charts/env_steps")}
+    assert min(env_steps) > offline_steps and all(env_steps[step] == step - offline_steps for step in env_steps)
+    assert [e.step for e in events.Scalars("online/episode_return")][0] >= offline_steps + EPISODE
+    assert_tags_in_vocabulary(result.run_path)
+    state = data.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), script)["models"]["online"]
+    assert state["env_steps"] == online_steps and state["episodes"] == 1 and len(state["actions"]) == online_steps - EPISODE
+    assert len(state["data"]["rewards"]) == EPISODE and state["last_return"] == pytest.approx(float(state["data"]["rewards"].sum()), rel=1e-6)
+
+
+@pytest.mark.parametrize("script", ["cal_ql", "iql"])
+def test_run_resumed_inside_an_online_episode_ends_with_the_straight_runs_tensors(script, local_dataset, run_dir, tmp_path, monkeypatch):
+    """Checkpointed 30 steps into the second online episode: the resumed run replays that episode's actions from its
+    seed and goes on; networks, optimizers, random state and the online data all end bit-identical."""
+    module = {"cal_ql": cal_ql, "iql": iql}[script]
+    offline_steps, online_steps, checkpoint_step = 20, EPISODE + 60, 20 + EPISODE + 30
+    middle = tmp_path / "middle" / "checkpoint.pt"
+    real_save = data.save_checkpoint
+
+    def save_and_keep_the_middle(path, algorithm, args, step, models, normalizer):
+        real_save(path, algorithm, args, step, models, normalizer)
+        if step == checkpoint_step:
+            middle.parent.mkdir()
+            shutil.copy(path, middle)
+
+    monkeypatch.setattr(data, "save_checkpoint", save_and_keep_the_middle)
+    args = dict(dataset=local_dataset("pendulum/medium-v0"), total_steps=offline_steps, online_steps=online_steps,
+                checkpoint_every=checkpoint_step, eval_every=1000, **FAST, **ONLINE[script])  # fmt: skip
+    straight = module.main(module.Args(run_dir=run_dir, save_model=True, **args))
+    expected = data.load_checkpoint(os.path.join(straight.run_path, "checkpoint.pt"), script)
+    assert len(data.load_checkpoint(str(middle), script)["models"]["online"]["actions"]) == 30  # mid-episode
+
+    with pytest.raises(ValueError, match="in its online phase, which began after --total-steps 20 offline updates"):
+        module.main(module.Args(resume=str(middle), **dict(args, total_steps=10)))
+    module.main(module.Args(resume=str(middle), **args))
+    resumed = data.load_checkpoint(str(middle), script)
+    assert resumed["step"] == expected["step"] == offline_steps + online_steps
+    assert_identical(expected["models"], resumed["models"])
+
+
+@pytest.mark.parametrize("dataset_id", list(WIDTHS))
+def test_online_phase_acts_in_every_familys_env(dataset_id, standin, run_dir):  # noqa: F811 - the fixture
+    """Dict and nested observations, remote eval env specs: the online phase flattens the env's observations as the
+    data was flattened, steps the env and trains on the mixed batches."""
+    result = cal_ql.main(cal_ql.Args(dataset=standin(dataset_id), total_steps=4, online_steps=6, batch_size=16, eval_every=10,
+                                     eval_episodes=1, log_every=5, run_dir=run_dir, save_model=True, progress=False,
+                                     **NETWORKS))  # fmt: skip
+    online = data.load_checkpoint(f"{result.run_path}/checkpoint.pt", "cal_ql")["models"]["online"]
+    assert online["env_steps"] == 6 and online["observation"].shape == (WIDTHS[dataset_id],)
+    assert_tags_in_vocabulary(result.run_path)
