@@ -561,7 +561,7 @@ class OnlineInteraction:
     def state_dict(self) -> dict:
         state = {"episodes": self.episodes, "env_steps": self.env_steps, "last_return": self.last_return}
         if self._observations is not None:  # an episode in progress
-            state["actions"] = torch.as_tensor(np.array(self._actions, np.float32).reshape(len(self._actions), -1))
+            state["actions"] = torch.as_tensor(np.array(self._actions, np.float32).reshape(len(self._actions), *self.env.action_space.shape))
             state["observation"] = torch.as_tensor(self._observations[-1])
         if self.data is not None:
             state["data"] = {f.name: getattr(self.data, f.name) for f in fields(Transitions)}

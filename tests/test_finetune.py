@@ -92,6 +92,9 @@ def test_online_batches_mix_offline_and_online_data_as_asked(local_dataset, mixi
         online.step(np.zeros(1, np.float32))
     assert online.episodes == 1 and len(online.data) == EPISODE and online.data.episode_ends[-1]
     assert online.last_return == pytest.approx(float(online.data.rewards.sum()), rel=1e-6)
+    restored = data.OnlineInteraction(dataset, seed=0, device="cpu", prepare=lambda t: t)
+    restored.load_state_dict(online.state_dict())  # checkpointed as a new episode begins: no action taken in it yet
+    assert torch.equal(restored.observation, online.observation) and len(restored.data) == EPISODE
     batch = online.sample(offline, 64, mixing_ratio)
     from_online = torch.isin(batch.observations, online.data.observations).all(1)  # torque 0: states no dataset had
     assert int(from_online.sum()) == 64 - round(64 * mixing_ratio)
