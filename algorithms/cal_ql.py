@@ -4,7 +4,7 @@
 CQL (Kumar et al. 2020) pushes Q down on the policy's actions, so far that Q(s, pi(s)) can fall below what the
 data's own policy earns there. Online, the first corrections of those too-low values move the policy away from
 where it was good: the "initial collapse" of CQL fine-tuning. Cal-QL keeps the conservative term from pushing the
-policy's Q below a reference value, the Monte-Carlo return V^mu(s) of the data (Eq. 5 of the paper):
+policy's Q below a reference value, the Monte-Carlo return V^mu(s) of the data (the paper's Cal-QL objective):
     min_Q  alpha * E_{s~D} [ log sum_a exp max(Q(s, a), V^mu(s)) - E_{a~D(.|s)} Q(s, a) ] + 1/2 E_D (Q(s, a) - B^pi Q'(s, a))^2,
 where, as in the paper's code, the max applies to the actions drawn from pi(.|s) and pi(.|s'); V^mu(s) is the
 discounted return-to-go of the logged episode through s. The actor is CQL's SAC actor.
@@ -237,21 +237,19 @@ def update(
     # every Q the critic loss needs, for all critics and all 1 + 3n actions, in one batched pass
     q_all = critics(obs, torch.cat([actions.unsqueeze(0), random_a, pi_a, pi_next_a]))  # (critics, 1 + 3n, B)
     q_data, q_ood = q_all[:, 0], q_all[:, 1:]
-    # Cal-QL (Eq. 5): Q(s, a ~ pi) enters the push-down term as max(Q(s, a), V^mu(s)): below the data's own
+    # Cal-QL: Q(s, a ~ pi) enters the push-down term as max(Q(s, a), V^mu(s)): below the data's own
     # return, pushing Q further down would only make it less calibrated (the uniform actions are left as CQL's)
-    q_policy = q_ood[:, n:]
-    below_reference = (q_policy < batch.returns_to_go).float().mean()
-    if args.calibration:
-        q_ood = torch.cat([q_ood[:, :n], torch.maximum(q_policy, batch.returns_to_go)], 1)
+    below_reference = (q_ood[:, n:] < batch.returns_to_go).float().mean()
+    q_pushed_down = torch.cat([q_ood[:, :n], torch.maximum(q_ood[:, n:], batch.returns_to_go)], 1) if args.calibration else q_ood
     # L_TD = 1/2 sum_i E_D (Q_i(s, a) - B^pi Q'(s, a))^2   (the paper's code uses the plain MSE)
     td_loss = ((q_data - target_q) ** 2).mean(1).sum()
     # log sum_a exp Q(s, a) ~= T log sum_j exp((Q(s, a_j) - log mu(a_j)) / T)   (CQL(H), importance-sampled;
     # like the paper's code, without the constant -log 3n)
-    logsumexp = args.cql_temperature * torch.logsumexp((q_ood - log_density) / args.cql_temperature, 1)
-    # gap_i = E_s [ log sum_a exp Q_i(s, a) - E_{a~D} Q_i(s, a) ]   (the H(mu) regulariser of Eq. 4)
+    logsumexp = args.cql_temperature * torch.logsumexp((q_pushed_down - log_density) / args.cql_temperature, 1)
+    # gap_i = E_s [ log sum_a exp Q_i(s, a) - E_{a~D} Q_i(s, a) ]   (the H(mu) regulariser of CQL's Eq. 4)
     gap = (logsumexp - q_data).mean(1)
     if args.lagrange:
-        # min_Q max_{alpha' >= 0} alpha' (alpha * gap - tau)   (Lagrange form of Eq. 4, Appendix F)
+        # min_Q max_{alpha' >= 0} alpha' (alpha * gap - tau)   (Lagrange form of CQL's Eq. 4, its Appendix F)
         alpha_prime = log_alpha_prime.value.exp().clamp(0.0, 1e6)
         cql_loss = (alpha_prime.detach() * (args.cql_alpha * gap - args.target_action_gap)).sum()
         alpha_prime_loss = -(alpha_prime * (args.cql_alpha * gap.detach() - args.target_action_gap)).mean()

@@ -503,7 +503,7 @@ class OnlineInteraction:
         self.env, self._observations = None, None  # made when first stepped: an offline-only run never builds the env
         self.data: Transitions | None = None  # finished online episodes, raw; None until the first one ends
         self.batches: Transitions | None = None  # the same, prepared
-        self.episodes, self.env_steps, self.last_return = 0, 0, float("nan")
+        self.episodes, self.env_steps, self.last_return = 0, 0, 0.0  # last_return: logged once an episode ended
 
     def _start_episode(self) -> None:
         self.env = self.env or make_env(self.dataset)

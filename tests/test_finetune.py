@@ -32,7 +32,7 @@ def constant_critics(obs_dim: int, act_dim: int, q: float, num_critics: int = 2)
 
 @pytest.mark.parametrize("calibration", [True, False])
 def test_calibrated_conservative_term_is_the_papers_equation(calibration):
-    """With Q = c everywhere and pi's samples at a known log-density l, Eq. 5 of the Cal-QL paper gives per state
+    """With Q = c everywhere and pi's samples at a known log-density l, the Cal-QL objective gives per state
         gap(s) = log[ n exp(c + d log 2) + 2n exp(max(c, V(s)) - l) ] - c
     (n uniform actions of density 2^-d, n from pi(.|s), n from pi(.|s')); plain CQL has c in place of max(c, V(s))."""
     torch.manual_seed(0)
