@@ -1,14 +1,15 @@
 """Offline-to-online fine-tuning on the local suite: does CQL collapse when it goes online, and Cal-QL not?
 
     python benchmarks/finetune.py                                  # pendulum/medium-v0, seeds 0 1 2
-    python benchmarks/finetune.py --seeds 0 1 2 3 4 --online-steps 10000
+    python benchmarks/finetune.py --seeds 0 1 2 3 4 --online-steps 5000 --readme README.md
 
 Each method trains offline for --offline-steps updates, then fine-tunes for --online-steps env steps, one update
 after each on batches of half offline, half online data, and is evaluated every --eval-every updates through both
 phases: CQL fine-tuning (`cal_ql.py --no-calibration`), Cal-QL (`cal_ql.py`) and IQL (`iql.py --online-steps`).
 The runs go through benchmarks/sweep.py, so a rerun only runs what is missing and a run cut off continues from its
 last checkpoint. Writes <out>.jsonl, <out>.md (a table of the score before fine-tuning, at the dip and at the end,
-and the verdict) and <out>.png (normalised score against online env steps, mean ± std over seeds).
+and the verdict) and <out>.png (normalised score against online env steps, mean ± std over seeds); with --readme,
+the table and verdict also replace README's text between `<!-- finetune:start -->` and `<!-- finetune:end -->`.
 
 The verdict is computed, never typed: a method collapses when its mean dip (each seed's lowest evaluation in the
 first --dip-window online steps) is more than --collapse-points below its mean score before fine-tuning.
@@ -24,6 +25,7 @@ import tyro
 import report
 import sweep
 
+START, END = "<!-- finetune:start -->", "<!-- finetune:end -->"
 METHODS = {  # name -> (script, its flags): the comparison of the Cal-QL paper, and IQL
     "CQL": ("cal_ql", ("calibration=False",)),
     "Cal-QL": ("cal_ql", ("calibration=True",)),
@@ -57,6 +59,8 @@ class FinetuneArgs:
     """parallel runs (one torch thread each)"""
     out: str = "benchmarks/results/finetune"
     """output path without extension: .jsonl, .md, .png"""
+    readme: str | None = None
+    """also write the table and the verdict into this README, between the finetune markers"""
 
 
 def curves(records: list[dict], offline_steps: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -131,6 +135,11 @@ def write_report(args: FinetuneArgs, records: list[dict], wall_s: float) -> str:
     )
     with open(f"{args.out}.md", "w") as f:
         f.write(text)
+    if args.readme:
+        summary = (f"Results ({len(args.seeds)} seeds, {args.offline_steps} offline updates, {args.online_steps} online steps, "
+                   f"[{os.path.basename(args.out)}.md]({os.path.relpath(args.out, os.path.dirname(os.path.abspath(args.readme)) or '.')}.md)):"
+                   f"\n\n{table}\n\nCQL collapses and Cal-QL does not: {verdict(rows)}.")  # fmt: skip
+        report.write_readme(args.readme, summary, START, END)
     return text
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import finetune
 import report
 import sweep
 
@@ -166,3 +167,26 @@ def test_checkpoint_already_at_total_steps_starts_over(tmp_path):
     assert sweep.resumable_checkpoint(str(tmp_path / "config"), 600) == (str(folder / "checkpoint.pt"), 500)
     assert sweep.resumable_checkpoint(str(tmp_path / "config"), 500) == (None, 0) and not folder.exists()
     assert sweep.resumable_checkpoint(str(tmp_path / "nothing_yet"), 500) == (None, 0)
+
+
+def test_finetune_report_finds_the_dip_and_computes_the_verdict(tmp_path):
+    """Hand-made curves: CQL falls 30 points right after going online and recovers, Cal-QL dips 2; the verdict and
+    the table's before / dip / end come from these numbers."""
+    steps = [100, 200, 300, 400]  # offline until 200, then 200 online steps
+    curve = {"CQL": [40, 50, 20, 60], "Cal-QL": [40, 50, 48, 70], "IQL": [60, 70, 71, 72]}
+    records = [
+        dict(status="ok", script=finetune.METHODS[name][0], seed=seed, wall_time_s=60.0, eval_steps=steps,
+             scores=[v + seed for v in values], flags=dict(f.split("=") for f in finetune.METHODS[name][1]))
+        for name, values in curve.items() for seed in (0, 2)
+    ]  # fmt: skip
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{finetune.START}\nold\n{finetune.END}\nrest\n")
+    args = finetune.FinetuneArgs(seeds=(0, 2), offline_steps=200, online_steps=200, dip_window=100, out=str(tmp_path / "ft"), readme=str(readme))
+    rows = {r["method"]: r for r in finetune.summarize(finetune.curves(records, 200), 100, 10.0)}
+    assert rows["CQL"]["before"].tolist() == [50, 52] and rows["CQL"]["dip"].tolist() == [20, 22] and rows["CQL"]["collapses"]
+    assert rows["Cal-QL"]["dip"].tolist() == [48, 50] and not rows["Cal-QL"]["collapses"] and rows["IQL"]["end"].tolist() == [72, 74]
+    text = finetune.write_report(args, records, wall_s=120.0)
+    assert "| CQL | 51.0 ± 1.0 | 21.0 ± 1.0 | 61.0 ± 1.0 | yes |" in text and "**yes**" in text and "6 min of runs" in text
+    assert os.path.exists(tmp_path / "ft.png")
+    written = readme.read_text()
+    assert written.startswith("intro\n") and written.endswith("rest\n") and "old" not in written and "| Cal-QL | 51.0 ± 1.0 | 49.0 ± 1.0 | 71.0 ± 1.0 | no |" in written
