@@ -1,7 +1,6 @@
 """Offline-to-online fine-tuning on the local suite: does CQL collapse when it goes online, and Cal-QL not?
 
-    python benchmarks/finetune.py                                  # pendulum/medium-v0, seeds 0 1 2
-    python benchmarks/finetune.py --seeds 0 1 2 3 4 --online-steps 5000 --readme README.md
+    python benchmarks/finetune.py --readme README.md               # pendulum/medium-v0, seeds 1 2 3
 
 Each method trains offline for --offline-steps updates, then fine-tunes for --online-steps env steps, one update
 after each on batches of half offline, half online data, and is evaluated every --eval-every updates through both
@@ -37,8 +36,8 @@ METHODS = {  # name -> (script, its flags): the comparison of the Cal-QL paper, 
 class FinetuneArgs:
     dataset: str = "pendulum/medium-v0"
     """dataset id: where the offline policy leaves room to improve"""
-    seeds: tuple[int, ...] = (0, 1, 2)
-    """seeds of every method"""
+    seeds: tuple[int, ...] = (1, 2, 3)
+    """seeds of every method (--cql-flags were chosen on seed 0, so it is not reported)"""
     offline_steps: int = 3_000
     """offline updates before going online (--total-steps of the scripts)"""
     online_steps: int = 3_000
@@ -47,8 +46,10 @@ class FinetuneArgs:
     """updates between evaluations, through both phases"""
     eval_episodes: int = 10
     """episodes per evaluation"""
-    cql_flags: tuple[str, ...] = ("hidden_dim=64", "hidden_layers=2")
-    """extra flags of both cal_ql.py runs as name=value (CPU-sized networks: the paper's 3x256 cost ~10x more)"""
+    cql_flags: tuple[str, ...] = ("hidden_dim=64", "hidden_layers=2", "actor_lr=3e-4", "gamma=0.97", "tau=0.05")
+    """extra flags of both cal_ql.py runs as name=value: CPU-sized networks (the paper's 3x256 cost ~10x more), and a
+    shorter horizon with faster targets so that Q gets near the data's returns in 3k updates and the calibration acts
+    (seed 0, 3k updates: 3-12% of Q(s, a ~ pi) below V^mu at gamma 0.99, tau 0.005; 26-44% with these)"""
     iql_flags: tuple[str, ...] = ()
     """extra flags of the iql.py runs as name=value"""
     dip_window: int = 1_000
