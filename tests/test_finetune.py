@@ -4,7 +4,6 @@ resumed in the middle of an online episode ends with the straight run's tensors 
 
 import math
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ import cal_ql
 import data
 import iql
 from test_datasets import WIDTHS, assert_tags_in_vocabulary, standin  # noqa: F401 - standin is a fixture
-from test_resume import FAST, TINY, assert_identical
+from test_resume import FAST, TINY, assert_identical, keep_checkpoint_of_step
 
 EPISODE = 200  # Pendulum-v1's time limit: the online phases below finish one episode and stop inside the next
 NETWORKS = {k: v for k, v in TINY["cal_ql"].items() if k != "online_steps"}
@@ -125,15 +124,7 @@ def test_run_resumed_inside_an_online_episode_ends_with_the_straight_runs_tensor
     module = {"cal_ql": cal_ql, "iql": iql}[script]
     offline_steps, online_steps, checkpoint_step = 20, EPISODE + 60, 20 + EPISODE + 30
     middle = tmp_path / "middle" / "checkpoint.pt"
-    real_save = data.save_checkpoint
-
-    def save_and_keep_the_middle(path, algorithm, args, step, models, normalizer):
-        real_save(path, algorithm, args, step, models, normalizer)
-        if step == checkpoint_step:
-            middle.parent.mkdir()
-            shutil.copy(path, middle)
-
-    monkeypatch.setattr(data, "save_checkpoint", save_and_keep_the_middle)
+    keep_checkpoint_of_step(checkpoint_step, middle, monkeypatch)
     args = dict(dataset=local_dataset("pendulum/medium-v0"), total_steps=offline_steps, online_steps=online_steps,
                 checkpoint_every=checkpoint_step, eval_every=1000, **FAST, **ONLINE[script])  # fmt: skip
     straight = module.main(module.Args(run_dir=run_dir, save_model=True, **args))

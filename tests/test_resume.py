@@ -62,20 +62,25 @@ def flags(args: dict) -> list[str]:
     return out
 
 
+def keep_checkpoint_of_step(kept_step: int, copy_to, monkeypatch) -> None:
+    """From now on data.save_checkpoint also copies the checkpoint of kept_step to copy_to (its folder made then)."""
+    real_save = data.save_checkpoint
+
+    def save_and_keep(path, algorithm, args, step, models, normalizer):
+        real_save(path, algorithm, args, step, models, normalizer)
+        if step == kept_step:
+            copy_to.parent.mkdir()
+            shutil.copy(path, copy_to)
+
+    monkeypatch.setattr(data, "save_checkpoint", save_and_keep)
+
+
 @pytest.mark.parametrize("script", TINY)
 def test_resumed_run_ends_with_the_straight_runs_tensors(script, local_dataset, run_dir, tmp_path, monkeypatch):
     module = importlib.import_module(script)
     total, half = 60, 30
     mid = tmp_path / "mid" / "checkpoint.pt"
-    real_save = data.save_checkpoint
-
-    def save_and_keep_the_middle(path, algorithm, args, step, models, normalizer):
-        real_save(path, algorithm, args, step, models, normalizer)
-        if step == half:
-            mid.parent.mkdir()
-            shutil.copy(path, mid)
-
-    monkeypatch.setattr(data, "save_checkpoint", save_and_keep_the_middle)
+    keep_checkpoint_of_step(half, mid, monkeypatch)
     args = dict(dataset=local_dataset("pendulum/medium-v0"), total_steps=total, checkpoint_every=half, eval_every=total,
                 **FAST, **TINY[script])  # fmt: skip
     straight = module.main(module.Args(run_dir=run_dir, **args))
