@@ -526,8 +526,10 @@ class OnlineInteraction:
             return False
         columns = episode_columns(self.episodes, np.stack(self._observations), np.stack(self._actions), self._rewards, self._terminations)
         episode = Transitions(**{name: torch.from_numpy(array).to(self.device) for name, array in columns.items()})
+        # prepare works per transition and per episode, so the new episode alone is prepared: O(episode), not O(data)
         self.data = episode if self.data is None else concatenate([self.data, episode])
-        self.batches, self.last_return = self.prepare(self.data), float(np.sum(self._rewards))
+        self.batches = self.prepare(episode) if self.batches is None else concatenate([self.batches, self.prepare(episode)])
+        self.last_return = float(np.sum(self._rewards))
         self.episodes += 1
         self._start_episode()
         return True

@@ -287,9 +287,12 @@ def main(args: Args) -> data.RunResult:
     policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, mean action out
 
     def explore(obs: torch.Tensor) -> torch.Tensor:  # the online phase acts with a ~ pi(.|s), inside the action box
+        actor.eval()  # the mean without dropout, as evaluated; the Gaussian's noise is the exploration
         with torch.no_grad():
             mean, std = policy(obs), actor.log_std.clamp(-5.0, 2.0).exp() * actor.action_scale
-            return (mean + std * torch.randn_like(mean)).clamp(actor.action_bias - actor.action_scale, actor.action_bias + actor.action_scale)
+            action = (mean + std * torch.randn_like(mean)).clamp(actor.action_bias - actor.action_scale, actor.action_bias + actor.action_scale)
+        actor.train()
+        return action
 
     # everything an exact continuation needs: networks, optimizers and the cosine schedule's position
     models = {"actor": actor, "critic": critic, "target_critic": target_critic, "value": value, "online": online}

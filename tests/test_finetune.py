@@ -4,6 +4,7 @@ resumed in the middle of an online episode ends with the straight run's tensors 
 
 import math
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -95,6 +96,12 @@ def test_online_batches_mix_offline_and_online_data_as_asked(local_dataset, mixi
     restored.load_state_dict(online.state_dict())  # checkpointed as a new episode begins: no action taken in it yet
     assert torch.equal(restored.observation, online.observation) and len(restored.data) == EPISODE
     batch = online.sample(offline, 64, mixing_ratio)
+    if mixing_ratio == 1.0:  # each episode is prepared alone as it ends: the same as preparing all the data at once
+        discounted = lambda t: replace(t, returns_to_go=data.discounted_returns(t, 0.9))  # noqa: E731
+        growing = data.OnlineInteraction(dataset, seed=0, device="cpu", prepare=discounted)
+        for _ in range(2 * EPISODE):
+            growing.step(np.ones(1, np.float32))
+        assert growing.episodes == 2 and torch.equal(growing.batches.returns_to_go, discounted(growing.data).returns_to_go)
     from_online = torch.isin(batch.observations, online.data.observations).all(1)  # torque 0: states no dataset had
     assert int(from_online.sum()) == 64 - round(64 * mixing_ratio)
 
