@@ -65,6 +65,8 @@ class Args:
     """gamma"""
     target_update_rate: float = 0.005
     """Polyak rate of the target Q networks"""
+    clip_target: bool = False
+    """clip the targets of Q (r + gamma V(s')) and of V (Q_target(s, a)) to [min(r, 0), max(r, 0)] / (1 - gamma) over the training rewards, the range of any discounted return in this data: keeps V within its bound on sparse-reward tasks (mazes), where it otherwise overestimates past 1/(1 - gamma) (benchmarks/results/maze_recipe.md); not in the paper"""
     actor_lr: float = 3e-4
     """Adam learning rate of the policy (cosine-decayed to 0 over all updates, online ones included)"""
     critic_lr: float = 3e-4
@@ -192,10 +194,10 @@ def advantage_weights(advantages: torch.Tensor, temperature: float, max_weight: 
 
 def update(
     batch: data.Transitions, actor: GaussianActor, critic: Critics, target_critic: Critics, value: ValueNetwork,
-    optimizers: dict[str, torch.optim.Optimizer], args: Args,
+    target_range: tuple[float, float], optimizers: dict[str, torch.optim.Optimizer], args: Args,
 ) -> dict[str, torch.Tensor]:  # fmt: skip
     with torch.no_grad():
-        target_q = target_critic(batch.observations, batch.actions).min(0).values
+        target_q = target_critic(batch.observations, batch.actions).min(0).values.clamp(*target_range)
         next_v = value(batch.next_observations)
 
     # L_V = E_{(s,a)~D} [ L2^tau( Q_target(s,a) - V(s) ) ]
@@ -213,7 +215,7 @@ def update(
     optimizers["actor"].step()
 
     # L_Q = E_{(s,a,r,s')~D} [ (r + gamma (1 - done) V(s') - Q_i(s,a))^2 ], summed over the ensemble
-    td_target = batch.rewards + args.discount * (1.0 - batch.terminals) * next_v
+    td_target = (batch.rewards + args.discount * (1.0 - batch.terminals) * next_v).clamp(*target_range)
     q = critic(batch.observations, batch.actions)
     critic_loss = ((q - td_target) ** 2).mean(1).sum()
     optimizers["critic"].zero_grad(set_to_none=True)
@@ -225,7 +227,7 @@ def update(
         torch._foreach_lerp_(list(target_critic.parameters()), list(critic.parameters()), args.target_update_rate)
     return {
         "losses/value": value_loss.detach(), "losses/actor": actor_loss.detach(), "losses/critic": critic_loss.detach(),
-        "q/data_mean": q.detach().mean(), "actor/weight_mean": weights.mean(),
+        "q/data_mean": q.detach().mean(), "v/batch_max": v.detach().max(), "actor/weight_mean": weights.mean(),
         "actor/weights_clipped": (weights >= args.max_weight).float().mean(),
     }  # fmt: skip
 
@@ -269,6 +271,8 @@ def main(args: Args) -> data.RunResult:
     prepare = lambda t: replace(t.with_observations(normalizer), rewards=reward_transform(t.rewards))  # noqa: E731
     train_batches, valid_batches = prepare(train), prepare(valid)
     online = data.OnlineInteraction(dataset, args.seed, device, prepare)  # the env of the online phase, its episodes
+    r_min, r_max = min(train_batches.rewards.min().item(), 0.0), max(train_batches.rewards.max().item(), 0.0)
+    target_range = (r_min / (1 - args.discount), r_max / (1 - args.discount)) if args.clip_target else (-math.inf, math.inf)
 
     low, high = dataset.action_space.low, dataset.action_space.high
     actor = GaussianActor(obs_dim, act_dim, args.hidden_dim, low, high, args.actor_dropout).to(device)
@@ -305,7 +309,7 @@ def main(args: Args) -> data.RunResult:
         else:  # online phase: one env step with a ~ pi(.|s), then one update on offline and online data
             online.step(explore(online.observation))
             batch = online.sample(train_batches, args.batch_size, args.mixing_ratio)
-        metrics = update_step(batch, actor, critic, target_critic, value, optimizers, args)
+        metrics = update_step(batch, actor, critic, target_critic, value, target_range, optimizers, args)
         if scheduler is not None:
             scheduler.step()
         if run.logging(step):

@@ -53,6 +53,14 @@ def collect(run_dirs: list[str]) -> dict[str, np.ndarray]:
     return {key: np.array(values) for key, values in points.items()}
 
 
+def within_groups(groups: list[list[str]]) -> dict[str, np.ndarray]:
+    """collect() of each group of run folders (e.g. one dataset and variant, every seed), each centred on its own
+    means, then pooled: correlations of these compare policies of one kind on one dataset, not datasets or kinds
+    (on the mazes, pooled BC and 10% BC differ in how they move more than in how well they imitate the expert)."""
+    centred = [{key: values - values.mean() for key, values in collect(runs).items()} for runs in groups]
+    return {key: np.concatenate([c[key] for c in centred if len(c["score"])]) for key in ("score", *SPLITS)}
+
+
 def rank(x: np.ndarray) -> np.ndarray:
     return np.argsort(np.argsort(x)).astype(float)
 

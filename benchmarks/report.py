@@ -113,19 +113,25 @@ def bar_chart(records: list[dict], path: str, metric: str = "normalized_score") 
 
 
 def learning_curves(records: list[dict], path: str, tag: str = "eval/normalized_score") -> dict:
-    """Mean ± std over seeds of `tag` against updates, read from each run's TensorBoard folder; a panel per dataset."""
+    """Mean ± std over seeds of `tag` against updates, a panel per dataset: the score curve a sweep recorded with
+    each run (scores at eval_steps, so it redraws anywhere), or any tag from the run's TensorBoard folder."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    ok = [r for r in records if r.get("status") == "ok" and os.path.isdir(r.get("extra", {}).get("run_path", ""))]
+    recorded = tag == "eval/normalized_score"
+    ok = [r for r in records if r.get("status") == "ok"
+          and ((recorded and r.get("eval_steps")) or os.path.isdir(r.get("extra", {}).get("run_path", "")))]  # fmt: skip
     if not ok:
-        raise ValueError(f"No finished run in these results has its TensorBoard folder here to draw {tag} from.")
+        raise ValueError(f"No finished run in these results recorded its scores or has its TensorBoard folder here to draw {tag} from.")
     varying = varying_flags(ok)
     curves = defaultdict(list)  # (dataset, variant) -> one {step: value} per seed
     for r in ok:
+        if recorded and r.get("eval_steps"):
+            curves[(r["dataset"], variant(r, varying))].append(dict(zip(r["eval_steps"], r["scores"])))
+            continue
         events = EventAccumulator(r["extra"]["run_path"], size_guidance={"scalars": 0}).Reload()
         if tag in events.Tags()["scalars"]:
             curves[(r["dataset"], variant(r, varying))].append({e.step: e.value for e in events.Scalars(tag)})

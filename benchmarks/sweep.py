@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import functools
 import glob
+import hashlib
 import importlib
 import itertools
 import json
@@ -82,16 +83,22 @@ class SweepArgs:
     """write a checkpoint every N updates so a cut-off run resumes from it; 0 = never"""
 
 
+def config(script: str, dataset: str, seed: int, flags: dict[str, str]) -> dict:
+    """One run as a config dict with a stable id (the same run always gets the same id, so reruns skip it). The id
+    names its log file and run folder: a path among the flags (a checkpoint) appears as a short hash of it."""
+    shown = {k: hashlib.sha1(v.encode()).hexdigest()[:10] if "/" in v else v for k, v in flags.items()}
+    run_id = "__".join([script, dataset.replace("/", "_"), f"seed{seed}"] + [f"{k}={v}" for k, v in sorted(shown.items())])
+    return {"id": run_id, "script": script, "dataset": dataset, "seed": seed, "flags": flags}
+
+
 def expand(args: SweepArgs) -> list[dict]:
-    """Every run of the grid as a config dict with a stable id."""
+    """Every run of the grid."""
     swept = [(name, values.split(",")) for name, values in (item.split("=", 1) for item in args.grid)]
     fixed = dict(item.split("=", 1) for item in args.flags)
-    runs = []
-    for script, dataset, seed, *values in itertools.product(args.scripts, args.datasets, args.seeds, *[v for _, v in swept]):
-        flags = {**fixed, **{name: value for (name, _), value in zip(swept, values)}}
-        run_id = "__".join([script, dataset.replace("/", "_"), f"seed{seed}"] + [f"{k}={v}" for k, v in sorted(flags.items())])
-        runs.append({"id": run_id, "script": script, "dataset": dataset, "seed": seed, "flags": flags})
-    return runs
+    return [
+        config(script, dataset, seed, {**fixed, **{name: value for (name, _), value in zip(swept, values)}})
+        for script, dataset, seed, *values in itertools.product(args.scripts, args.datasets, args.seeds, *[v for _, v in swept])
+    ]  # fmt: skip
 
 
 def finished_ids(results_path: str) -> set[str]:
@@ -244,9 +251,10 @@ def terminate_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def main(args: SweepArgs) -> list[dict]:
+def main(args: SweepArgs, runs: list[dict] | None = None) -> list[dict]:
+    """Run the grid of `args`, or these `config`s instead (args then only says where and how)."""
     args = dataclasses.replace(args, logs=os.path.abspath(args.logs), run_dir=os.path.abspath(args.run_dir))
-    runs = expand(args)
+    runs = expand(args) if runs is None else runs
     done = finished_ids(args.results)
     commit = git_commit()  # the driver's checkout: the code every run executes, also on a cluster
     todo = [dict(run, commit=commit) for run in runs if run["id"] not in done]

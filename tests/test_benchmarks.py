@@ -56,10 +56,16 @@ def test_grid_runs_once_records_failures_and_resumes(backend, local_dataset, tmp
     assert {r["flags"]["top_fraction"] for r in ok} == {"1.0", "0.5"}
     assert all(r["updates_per_s"] > 0 and r["wall_time_s"] > 0 for r in ok)
     assert sweep.main(args) == [] and len(read_lines(results)) == 4  # a rerun executes nothing new
-    curves = report.learning_curves(records, str(tmp_path / "curves.png"))  # from the runs' TensorBoard logs
+    curves = report.learning_curves(records, str(tmp_path / "curves.png"))  # from the scores each record holds
     for r in ok:  # one evaluation each, at the last update: the curve ends at the recorded final score
         steps, mean = curves[("pendulum/medium-v0", f"bc (top_fraction={r['flags']['top_fraction']})")]
         assert steps == [60] and mean[-1] == pytest.approx(r["normalized_score"], abs=1e-3)
+    # records from before the sweep kept the scores: the same curves from the runs' TensorBoard folders
+    older = [{k: v for k, v in r.items() if k != "eval_steps"} for r in records]
+    from_logs = report.learning_curves(older, str(tmp_path / "curves.png"))
+    assert from_logs.keys() == curves.keys()
+    for key, (steps, mean) in from_logs.items():
+        assert steps == curves[key][0] and mean == pytest.approx(curves[key][1], abs=1e-4)
 
 
 def test_report_turns_results_into_a_mean_std_table(tmp_path):

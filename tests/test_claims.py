@@ -1,5 +1,7 @@
 """benchmarks/claims.py: the verdicts come from the numbers, and the README's claims table from the verdicts."""
 
+import json
+
 import claims
 import report
 
@@ -26,32 +28,62 @@ def test_offline_rl_verdict_counts_only_clear_wins():
     assert claims.offline_rl_beats_bc([r for r in records if r["script"] == "bc"])[0] == "no"
 
 
-def test_stitching_verdict_needs_every_baseline_beaten():
+def test_stitching_verdict_needs_every_td_method_to_succeed():
     maze = claims.STITCH_MAZE
-    records = [record("iql", maze, 12.0 + s, s) for s in range(3)]
-    records += [record("bc", maze, 0.0, s, top_fraction=1.0) for s in range(3)]
+    records = [dict(record("iql", maze, 12.0 + s, s), success_rate=0.3) for s in range(3)]
+    records += [dict(record("td3_bc", maze, 14.0 + s, s), success_rate=0.6) for s in range(3)]
+    records += [dict(record("bc", maze, 0.0, s, top_fraction=1.0), success_rate=0.0) for s in range(3)]
     records += [record("bc", maze, 1.0 + s, s, top_fraction=0.1) for s in range(3)]
     records += [record("dt", maze, 0.0, s) for s in range(3)]
     held, numbers = claims.stitching(records)
-    assert held == "partly" and "IQL 13.0 ± 0.8 vs BC 0.0 ± 0.0, 10% BC 2.0 ± 0.8, DT 0.0 ± 0.0" in numbers
-    assert "far from solving" in numbers  # ahead of all, but 13 of 100 is not a solved maze
-    solved = [dict(r, normalized_score=r["normalized_score"] + 60, success_rate=0.9) if r["script"] == "iql" else r for r in records]
-    held, numbers = claims.stitching(solved)
-    assert held == "yes" and "far from" not in numbers and "IQL reaches the goal in 90% of evaluation episodes" in numbers
-    solved = [dict(r, normalized_score=73.0) if r["script"] == "dt" else r for r in solved]  # DT stitches too
-    assert claims.stitching(solved)[0] == "partly"
+    # both ahead of every baseline, but IQL reaches the goal in only 30% of the episodes
+    assert held == "partly"
+    assert numbers == (f"{maze}: IQL 13.0 ± 0.8 (success 30%), TD3+BC 15.0 ± 0.8 (success 60%) vs BC 0.0 ± 0.0, "
+                       "10% BC 2.0 ± 0.8, DT 0.0 ± 0.0 (success BC 0%)")  # fmt: skip
+    solved = [dict(r, success_rate=0.9) if r["script"] == "iql" else r for r in records]
+    assert claims.stitching(solved)[0] == "yes"
+    dt_stitches = [dict(r, normalized_score=73.0) if r["script"] == "dt" else r for r in solved]
+    assert claims.stitching(dt_stitches)[0] == "partly"
+    assert claims.stitching([r for r in records if r["script"] != "iql" and r["script"] != "td3_bc"])[0] == "no"
 
 
-def test_test_time_verdict_reads_the_tagged_scores(tmp_path):
+def test_test_time_verdict_reads_the_chosen_beta(tmp_path):
     records = []
-    for dataset in claims.SWEEPS["test-time"][0][1]:
+    for dataset in claims.TEST_TIME_DATASETS:
         for s in range(3):
-            records.append(record("opex", dataset, 40.0 + s, s, policy_scores={"beta0.1": 80.0 + s}))
+            records.append(record("opex", dataset, 40.0 + s, s, policy_scores={"beta0.03": 80.0 + s}, betas=0.03))
             records.append(record("ttt", dataset, 40.0 + s, s, policy_scores={"ttt": 40.5 + s}))
     held, numbers = claims.test_time(records)
-    assert held == "partly" and "DDPG+BC 41.0 ± 0.8 → OPEX (β 0.1) 81.0 ± 0.8, TTT 41.5 ± 0.8" in numbers
+    assert held == "partly" and "DDPG+BC 41.0 ± 0.8 → OPEX (β 0.03) 81.0 ± 0.8, TTT 41.5 ± 0.8" in numbers
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{claims.START}\nold table\n{claims.END}\nrest\n")
     report.write_readme(str(readme), claims.readme_table({"test-time": (held, numbers)}), claims.START, claims.END)
     text = readme.read_text()
     assert "old table" not in text and "| **partly** |" in text and text.endswith(f"{claims.END}\nrest\n")
+
+
+def test_tuned_values_are_chosen_per_cell_on_the_tuning_seeds_only(tmp_path, monkeypatch):
+    """A fake sweep scores alpha by cell: the report runs each cell at the alpha that won on the tuning seeds, and
+    no report seed is ever run with another alpha (nor a tuning seed in the report)."""
+    best_alpha = {"0.1": "3", "1.0": "0.3"}  # per policy-data fraction
+
+    def fake_sweep(where, runs):
+        with open(where.results, "a") as f:
+            for run in runs:
+                good = run["flags"]["alpha"] == best_alpha[run["flags"]["cell"]]
+                score = (50.0 if good else 10.0) + (1000.0 if run["seed"] != 0 and not good else 0.0)  # report seeds would pick badly
+                f.write(json.dumps(dict(run, status="ok", normalized_score=score, policy_scores={}, extra={})) + "\n")
+        return runs
+
+    grid = claims.Grid(("awr",), ("pendulum/mixed-v0",), ("total_steps=10",), grid=("cell=0.1,1.0",), tuned=("alpha=0.3,3",))
+    monkeypatch.setattr(claims, "OUT", str(tmp_path))
+    monkeypatch.setitem(claims.SWEEPS, "ddpg-bc-vs-awr", [grid])
+    monkeypatch.setattr(claims.sweep, "main", fake_sweep)
+    records, tuning = claims.run_sweeps("ddpg-bc-vs-awr", claims.ClaimsArgs("ddpg-bc-vs-awr", seeds=(10, 11), tuning_seeds=(0,)))
+    assert sorted((r["seed"], r["flags"]["cell"], r["flags"]["alpha"]) for r in tuning) == [
+        (0, "0.1", "0.3"), (0, "0.1", "3"), (0, "1.0", "0.3"), (0, "1.0", "3")]  # fmt: skip
+    assert sorted((r["seed"], r["flags"]["cell"], r["flags"]["alpha"]) for r in records) == [
+        (10, "0.1", "3"), (10, "1.0", "0.3"), (11, "0.1", "3"), (11, "1.0", "0.3")]  # fmt: skip
+    assert all(r["flags"]["eval_episodes"] == "20" and r["flags"]["total_steps"] == "10" for r in records)
+    assert claims.choices("ddpg-bc-vs-awr", records) == (
+        "- awr on pendulum/mixed-v0 (cell 0.1): alpha 3\n- awr on pendulum/mixed-v0 (cell 1.0): alpha 0.3")
