@@ -87,3 +87,30 @@ def test_tuned_values_are_chosen_per_cell_on_the_tuning_seeds_only(tmp_path, mon
     assert all(r["flags"]["eval_episodes"] == "20" and r["flags"]["total_steps"] == "10" for r in records)
     assert claims.choices("ddpg-bc-vs-awr", records) == (
         "- awr on pendulum/mixed-v0 (cell 0.1): alpha 3\n- awr on pendulum/mixed-v0 (cell 1.0): alpha 0.3")
+
+
+def test_test_time_scripts_act_on_the_same_seeds_checkpoint(tmp_path, monkeypatch):
+    """The base policy trains on the tuning seeds too; OPEX's beta is chosen on the tuning seed's checkpoint, then
+    each report seed's OPEX run acts on that seed's own checkpoint."""
+
+    def fake_sweep(where, runs):
+        with open(where.results, "a") as f:
+            for run in runs:
+                beta = run["flags"].get("betas")
+                scores = {f"beta{beta}": 60.0 if beta == "0.1" else 50.0} if beta else {}
+                path = str(tmp_path / f"{run['script']}{run['seed']}")
+                f.write(json.dumps(dict(run, status="ok", normalized_score=40.0, policy_scores=scores, extra={"run_path": path})) + "\n")
+        return runs
+
+    grids = [claims.Grid(("ddpg_bc",), ("pendulum/medium-v0",), ("save_model=True",)),
+             claims.Grid(("opex",), ("pendulum/medium-v0",), tuned=("betas=0.03,0.1",), checkpoint_of="ddpg_bc")]  # fmt: skip
+    monkeypatch.setattr(claims, "OUT", str(tmp_path))
+    monkeypatch.setitem(claims.SWEEPS, "test-time", grids)
+    monkeypatch.setattr(claims.sweep, "main", fake_sweep)
+    records, tuning = claims.run_sweeps("test-time", claims.ClaimsArgs("test-time", seeds=(10, 11), tuning_seeds=(0,)))
+    assert sorted((r["script"], r["seed"], r["flags"].get("betas")) for r in tuning) == [
+        ("ddpg_bc", 0, None), ("opex", 0, "0.03"), ("opex", 0, "0.1")]  # fmt: skip
+    opex = [r for r in records if r["script"] == "opex"]
+    assert sorted((r["seed"], r["flags"]["betas"]) for r in opex) == [(10, "0.1"), (11, "0.1")]
+    assert all(r["flags"]["checkpoint"] == str(tmp_path / f"ddpg_bc{r['seed']}" / "checkpoint.pt") for r in opex)
+    assert len({r["id"] for r in opex}) == 2 and all("/" not in r["id"] for r in opex)  # ids name log files
