@@ -68,7 +68,7 @@ class Grid:
 
 
 MATRIX = {
-    "flags": ("value=iql", "total_steps=2000", "hidden_dim=128", "eval_every=500"),
+    "flags": ("value=iql", "total_steps=2000", "hidden_dim=128", "eval_every=1000"),
     "grid": (f"value_data_fraction={FRACTIONS}", f"policy_data_fraction={FRACTIONS}"),
 }
 SWEEPS = {  # claim -> its sweeps, run in order
@@ -143,6 +143,9 @@ class ClaimsArgs:
     """regenerate the claims table of this README from the reports"""
     checkpoint_every: int = CHECKPOINT_EVERY
     """each training run writes a checkpoint every N updates, and a cut-off one resumes from it; 0 = never"""
+    run: bool = True
+    """--no-run: run nothing, write the reports (and with --readme the table) from the runs recorded so far; a claim
+    still part-way shows what finished (a matrix cell with no run is "—")"""
 
 
 def finished(records: list[dict], script: str, dataset: str, **flags) -> list[dict]:
@@ -285,7 +288,7 @@ def run_sweeps(claim: str, args: ClaimsArgs) -> tuple[list[dict], list[dict]]:
             )
         return os.path.join(found[-1]["extra"]["run_path"], "checkpoint.pt")
 
-    for grid in SWEEPS[claim]:
+    for grid in SWEEPS[claim] if args.run else ():
         candidates = parse(grid.tuned)
         if grid.tuned or grid.scripts[0] in trained_on_tuning_seeds:
             sweep.main(
@@ -385,6 +388,11 @@ def run_claim(claim: str, args: ClaimsArgs) -> tuple[str, str]:
     os.makedirs(OUT, exist_ok=True)
     prefix = os.path.join(OUT, claim)
     records, tuning = run_sweeps(claim, args)
+    planned = sum(len(g.scripts) * len(g.datasets) * len(args.seeds) * len(parse(g.grid)) for g in SWEEPS[claim])
+    done = len([r for r in records if r.get("status") == "ok"])
+    if not done:
+        print(f"{claim}: no finished run yet")
+        return "not run yet", f"`python benchmarks/claims.py {claim}` has not finished a run"
     # tables and plots group runs by their flags: leave out what differs by seed or was chosen (listed in the report)
     hidden = {"checkpoint"} | {item.split("=")[0] for grid in SWEEPS[claim] for item in grid.tuned}
     shown = [dict(r, flags={k: v for k, v in r["flags"].items() if k not in hidden}) for r in records]
@@ -402,6 +410,8 @@ def run_claim(claim: str, args: ClaimsArgs) -> tuple[str, str]:
         report.learning_curves(shown, f"{prefix}_curves.png")
         body += f"\n\nLearning curves (mean ± std over the report seeds):\n\n![learning curves]({claim}_curves.png)"
     result = result[0], f"{result[1]}; compute: {compute_minutes(claim):.0f} min"
+    if done < planned:  # --no-run on a claim still part-way
+        result = f"not yet ({done} of {planned} runs)", result[1]
     tuned = (
         f"\n\nChosen on the tuning seeds {list(args.tuning_seeds)} (their runs: {claim}_tuning.jsonl):\n{choices(claim, records)}"
         if tuning
@@ -419,7 +429,8 @@ def run_claim(claim: str, args: ClaimsArgs) -> tuple[str, str]:
 def readme_table(results: dict[str, tuple[str, str]]) -> str:
     lines = ["| claim | held here? | numbers (command) |", "|---|---|---|"]
     for claim, (held, numbers) in results.items():
-        lines.append(f"| {TITLES[claim]} | **{held}** | {numbers} ([report](benchmarks/results/claims/{claim}.md)) |")
+        link = "" if held == "not run yet" else f" ([report](benchmarks/results/claims/{claim}.md))"
+        lines.append(f"| {TITLES[claim]} | **{held}** | {numbers}{link} |")
     return "\n".join(lines)
 
 
