@@ -407,8 +407,11 @@ def run_claim(claim: str, args: ClaimsArgs) -> tuple[str, str]:
         report.bar_chart(shown, f"{prefix}.png")
         body = report.table(shown) + f"\n\n![{claim}]({claim}.png)"
     if claim != "eval-mse":  # its runs are every evaluation's point in the plots above
-        report.learning_curves(shown, f"{prefix}_curves.png")
+        curves = report.learning_curves(shown, f"{prefix}_curves.png")
         body += f"\n\nLearning curves (mean ± std over the report seeds):\n\n![learning curves]({claim}_curves.png)"
+        # the mean score still climbing at the end: more updates could change these numbers
+        rising = [f"{variant} on {dataset}" for (dataset, variant), (_, mean) in curves.items() if len(mean) > 1 and mean[-1] - mean[-2] > 5]
+        body += "\n\nStill rising at the end (last evaluation > 5 points above the one before): " + (", ".join(rising) or "none") + "."
     result = result[0], f"{result[1]}; compute: {compute_minutes(claim):.0f} min"
     if done < planned:  # --no-run on a claim still part-way
         result = f"not yet ({done} of {planned} runs)", result[1]
