@@ -288,18 +288,24 @@ def run_sweeps(claim: str, args: ClaimsArgs) -> tuple[list[dict], list[dict]]:
             )
         return os.path.join(found[-1]["extra"]["run_path"], "checkpoint.pt")
 
-    for grid in SWEEPS[claim] if args.run else ():
-        candidates = parse(grid.tuned)
-        if grid.tuned or grid.scripts[0] in trained_on_tuning_seeds:
-            sweep.main(
-                where["tuning"], runs=configs(grid, args.tuning_seeds, checkpoint, lambda *_, every=candidates: every)
-            )
+    def longest_first(runs: list[dict]) -> list[dict]:  # the pool's last runs leave a worker idle: keep them short
+        return sorted(runs, key=lambda run: -int(run["flags"].get("total_steps", 0)))
+
+    # the grids training from data first, then those acting on their checkpoints; in each, every tuning run in one
+    # sweep, then every report run in one sweep at the values the tuning chose
+    for grids in ([g for g in SWEEPS[claim] if not g.checkpoint_of], [g for g in SWEEPS[claim] if g.checkpoint_of]):
+        if not args.run or not grids:
+            continue
+        tuned = [g for g in grids if g.tuned or g.scripts[0] in trained_on_tuning_seeds]
+        every = [run for g in tuned for run in configs(g, args.tuning_seeds, checkpoint, lambda *_, g=g: parse(g.tuned))]
+        if every:
+            sweep.main(where["tuning"], runs=longest_first(every))
         tuning = loaded("tuning")
 
-        def chosen(script: str, dataset: str, cell: dict, tuning=tuning, candidates=candidates) -> list[dict]:
-            return [best(tuning, script, dataset, cell, candidates)]
+        def chosen(grid: Grid, tuning: list[dict] = tuning):
+            return lambda script, dataset, cell: [best(tuning, script, dataset, cell, parse(grid.tuned))]
 
-        sweep.main(where["report"], runs=configs(grid, args.seeds, checkpoint, chosen))
+        sweep.main(where["report"], runs=longest_first([run for g in grids for run in configs(g, args.seeds, checkpoint, chosen(g))]))
     return loaded("report"), loaded("tuning")
 
 
