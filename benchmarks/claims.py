@@ -322,8 +322,12 @@ def choices(claim: str, records: list[dict]) -> str:
 
 
 def budget_lines(claim: str, args: ClaimsArgs) -> str:
+    def option(item: str) -> str:  # as on a command line: tyro's booleans are --flag / --no-flag
+        name, value = item.replace("_", "-").split("=", 1)
+        return {"True": f"--{name}", "False": f"--no-{name}"}.get(value, f"--{name} {value}")
+
     def options(items):
-        return " ".join(f"--{item.replace('_', '-')}" for item in items)
+        return " ".join(map(option, items))
 
     lines = []
     for grid in SWEEPS[claim]:
