@@ -404,8 +404,10 @@ def run_claim(claim: str, args: ClaimsArgs) -> tuple[str, str]:
         print(f"{claim}: no finished run yet")
         return "not run yet", f"`python benchmarks/claims.py {claim}` has not finished a run"
     # tables and plots group runs by their flags: leave out what differs by seed or was chosen (listed in the report)
-    hidden = {"checkpoint"} | {item.split("=")[0] for grid in SWEEPS[claim] for item in grid.tuned}
-    shown = [dict(r, flags={k: v for k, v in r["flags"].items() if k not in hidden}) for r in records]
+    # (and eval_episodes, set by the dataset's family); a test-time script's row is its adjusted policy's score
+    hidden = {"checkpoint", "eval_episodes"} | {item.split("=")[0] for grid in SWEEPS[claim] for item in grid.tuned}
+    shown = [dict(r, flags={k: v for k, v in r["flags"].items() if k not in hidden}, normalized_score=tuned_score(r),
+                  success_rate=r.get("success_rate") if not r.get("policy_scores") else float("nan")) for r in records]  # fmt: skip
     if claim == "ddpg-bc-vs-awr":
         result, body = matrix(records, prefix, args)
     elif claim == "eval-mse":
