@@ -215,6 +215,7 @@ def update(
     optimizers["actor"].step()
 
     # L_Q = E_{(s,a,r,s')~D} [ (r + gamma (1 - done) V(s') - Q_i(s,a))^2 ], summed over the ensemble
+    # (both targets clipped to target_range with --clip-target, else to (-inf, inf): no-ops)
     td_target = (batch.rewards + args.discount * (1.0 - batch.terminals) * next_v).clamp(*target_range)
     q = critic(batch.observations, batch.actions)
     critic_loss = ((q - td_target) ** 2).mean(1).sum()
