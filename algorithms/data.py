@@ -183,6 +183,9 @@ def flatten_observation(observation) -> np.ndarray:
 # Transitions: the whole dataset as tensors on the training device.
 
 
+TD_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals")  # what a one-step TD update reads
+
+
 @dataclass
 class Transitions:
     """Flat transitions, episodes contiguous and in order. Index i is one (s, a, r, s', done)."""
@@ -208,14 +211,16 @@ class Transitions:
     def num_episodes(self) -> int:
         return int(torch.unique(self.episode_ids).numel())
 
-    def index(self, indices: torch.Tensor) -> Transitions:
-        return Transitions(**{f.name: getattr(self, f.name)[indices] for f in fields(self)})
+    def index(self, indices: torch.Tensor, only: tuple[str, ...] | None = None) -> Transitions:
+        """The transitions at `indices`: every field, or only the fields named in `only` (the others are None)."""
+        return Transitions(**{f.name: getattr(self, f.name)[indices] if only is None or f.name in only else None for f in fields(self)})
 
-    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Transitions:
-        """A uniform batch; indices drawn on the data's device, no host round trip."""
+    def sample(self, batch_size: int, generator: torch.Generator | None = None, only: tuple[str, ...] | None = None) -> Transitions:
+        """A uniform batch; indices drawn on the data's device, no host round trip. `only` names the fields to gather
+        (e.g. TD_FIELDS), the others are None: each gather costs about what a small layer does."""
         if batch_size > len(self):  # a shape, not a tensor: no host sync
             raise ValueError(f"--batch-size {batch_size} is larger than the {len(self)} training transitions: pass a smaller one.")
-        return self.index(torch.randint(len(self), (batch_size,), device=self.rewards.device, generator=generator))
+        return self.index(torch.randint(len(self), (batch_size,), device=self.rewards.device, generator=generator), only)
 
     def to(self, device: torch.device | str) -> Transitions:
         return Transitions(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
