@@ -8,6 +8,7 @@ nor stitch parts of trajectories together (Kumar et al. 2022): that is what offl
 """
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ import tyro
 
 import data
 import evaluation
+import speed
 import training
 
 
@@ -32,9 +34,11 @@ class Args:
     threads: int = 1
     """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
     compile: bool = False
-    """speed: torch.compile the update step (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
+    """speed: torch.compile the training step into one graph (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
     cudagraphs: bool = False
-    """speed, CUDA only: also replay the compiled update as CUDA graphs (torch.compile's reduce-overhead mode)"""
+    """speed, CUDA only: capture each training step whole (sampling, backward passes and optimizer steps) as one CUDA graph and replay it"""
+    matmul_precision: Literal["fp32", "bf16"] = "fp32"
+    """speed: bf16 gives the update's matrix multiplies bf16 inputs with fp32 accumulation (CPUs with AVX512-BF16 or AMX, CUDA GPUs from Ampere; refused elsewhere); results differ from fp32 beyond rounding"""
     total_steps: int = 10_000
     """gradient updates (CORL uses 1_000_000 on D4RL)"""
     batch_size: int = 256
@@ -115,12 +119,16 @@ def main(args: Args) -> training.RunResult:
 
     actor = Actor(obs_dim, act_dim, args.hidden_dim, dataset.action_space.low, dataset.action_space.high).to(device)
     optimizers = {"actor": torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True)}  # fused: one kernel
-    update_step = training.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
+
+    def train_step() -> dict[str, torch.Tensor]:  # a batch and an update: what the speed options capture
+        return update(train_batches.sample(args.batch_size, only=("observations", "actions")), actor, optimizers)
+
+    train_step = speed.compile_step(train_step, args, device, optimizers)  # --compile, --cudagraphs; off = eager
     policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, actions out
 
     models = {"actor": actor, "optimizer": optimizers["actor"]}  # everything an exact continuation needs
     for step in run.steps(models, normalizer):
-        metrics = update_step(train_batches.sample(args.batch_size), actor, optimizers)
+        metrics = train_step()
         if run.logging(step):
             run.log(step, metrics | evaluation.validation_mse(policy, valid))
         if run.evaluating(step):

@@ -19,6 +19,7 @@ The actor's log-std is clamped to [-20, 2] and its mean is not clamped, as in CO
 import copy
 import math
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -28,6 +29,7 @@ import tyro
 import data
 import evaluation
 import finetuning
+import speed
 import training
 
 
@@ -42,9 +44,11 @@ class Args:
     threads: int = 1
     """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
     compile: bool = False
-    """speed: torch.compile the update step (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
+    """speed: torch.compile the training step into one graph (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
     cudagraphs: bool = False
-    """speed, CUDA only: also replay the compiled update as CUDA graphs (torch.compile's reduce-overhead mode)"""
+    """speed, CUDA only: capture each training step whole (sampling, backward passes and optimizer steps) as one CUDA graph and replay it"""
+    matmul_precision: Literal["fp32", "bf16"] = "fp32"
+    """speed: bf16 gives the update's matrix multiplies bf16 inputs with fp32 accumulation (CPUs with AVX512-BF16 or AMX, CUDA GPUs from Ampere; refused elsewhere); results differ from fp32 beyond rounding"""
     total_steps: int = 3_000
     """offline gradient updates, before the online phase (the paper: 1_000_000 on D4RL). CQL costs ~10x TD3+BC per update: 3_000 is minutes on a GPU, ~15 min on one CPU core with the paper's 3x256 nets (--hidden-dim 64 --hidden-layers 2: ~1.5 min)"""
     online_steps: int = 3_000
@@ -169,7 +173,8 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+        members = len(x)  # all of them, or the first few (TD3's actor step follows Q_1 alone)
+        return torch.baddbmm(self.bias[:members], x, self.weight[:members])
 
 
 class Critics(nn.Module):
@@ -200,10 +205,11 @@ class LogMultiplier(nn.Module):
 
 def step_optimizers(loss: torch.Tensor, optimizers: list[torch.optim.Optimizer]) -> None:
     """One backward through a sum of losses on disjoint variables: each loss holds the others' variables detached,
-    so each variable gets exactly its own loss's gradient (and one backward per graph is what --compile needs)."""
+    so each variable gets exactly its own loss's gradient (and one backward per graph is what --compile needs).
+    Only these optimizers' parameters get gradients: the actor's loss reads Q, but the critics are not its to train."""
     for optimizer in optimizers:
         optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.backward(inputs=[p for optimizer in optimizers for group in optimizer.param_groups for p in group["params"]])
     for optimizer in optimizers:
         optimizer.step()
 
@@ -211,7 +217,7 @@ def step_optimizers(loss: torch.Tensor, optimizers: list[torch.optim.Optimizer])
 def update(
     batch: data.Transitions, actor: TanhGaussianActor, critics: Critics, critics_target: Critics,
     log_alpha: LogMultiplier, log_alpha_prime: LogMultiplier, optimizers: dict[str, torch.optim.Optimizer],
-    args: Args, step: int,
+    args: Args, bc_warm_start: bool,
 ) -> dict[str, torch.Tensor]:  # fmt: skip
     """One update of the critics (TD + calibrated conservative term), the actor, the temperature(s) and the targets.
     batch.returns_to_go holds the reference value V^mu(s): the discounted Monte-Carlo return of the data."""
@@ -261,20 +267,19 @@ def update(
         cql_loss = args.cql_alpha * gap.sum()
         alpha_prime_loss = torch.zeros((), device=obs.device)  # no gradient: log alpha' stays where it is
     critic_loss = td_loss + cql_loss
-    step_optimizers(critic_loss + alpha_prime_loss, [optimizers["critic"], optimizers["alpha_prime"]])
+    alpha_prime_optimizer = [optimizers["alpha_prime"]] if args.lagrange else []  # alpha' learns in the Lagrange form only
+    step_optimizers(critic_loss + alpha_prime_loss, [optimizers["critic"], *alpha_prime_optimizer])
 
     # actor: a ~ pi(.|s) with the gradient through the sample (reparameterisation). pi(.|s) is computed again
     # with gradient so that this backward owns its graph (what --compile needs); the values are the ones above
     mean_s, log_std_s = actor(obs)
     new_a, log_pi = actor.sample(mean_s, log_std_s)
-    if step <= args.bc_steps:
+    if bc_warm_start:  # the first --bc-steps updates
         # warm start: max_pi E_D [ log pi(a|s) ] - alpha_H E[log pi]   (behaviour cloning)
         actor_loss = (alpha * log_pi - actor.log_prob(mean_s, log_std_s, actions)).mean()
     else:
         # max_pi E_s [ min_i Q_i(s, a) - alpha_H log pi(a|s) ]   (SAC policy improvement on the conservative Q)
-        critics.requires_grad_(False)  # the actor's gradient flows through Q to the action, not into Q
-        actor_loss = (alpha * log_pi - critics(obs, new_a).min(0).values).mean()
-        critics.requires_grad_(True)
+        actor_loss = (alpha * log_pi - critics(obs, new_a).min(0).values).mean()  # into Q's action, not Q's weights
     # J(alpha_H) = E[-alpha_H (log pi(a|s) + H_target)]   (SAC's automatic entropy tuning)
     alpha_loss = -(log_alpha.value * (log_pi.detach() + target_entropy)).mean()
     step_optimizers(actor_loss + alpha_loss, [optimizers["actor"], optimizers["alpha"]])
@@ -329,7 +334,7 @@ def main(args: Args) -> training.RunResult:
         "alpha": torch.optim.Adam(log_alpha.parameters(), lr=args.actor_lr, fused=True),
         "alpha_prime": torch.optim.Adam(log_alpha_prime.parameters(), lr=args.critic_lr, fused=True),
     }
-    update_step = training.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
+    update_step = speed.compile_step(update, args, device, optimizers)  # --compile, --cudagraphs; off = eager
 
     def policy(obs: torch.Tensor) -> torch.Tensor:  # raw observations in, the deterministic tanh(mu) action out
         return torch.tanh(actor(normalizer(obs))[0]) * action_scale + action_bias
@@ -348,7 +353,8 @@ def main(args: Args) -> training.RunResult:
         else:  # online phase: one env step with a ~ pi(.|s), then one update on offline and online data
             online.step(explore(online.observation))
             batch = online.sample(offline, args.batch_size, args.mixing_ratio)
-        metrics = update_step(batch, actor, critics, critics_target, log_alpha, log_alpha_prime, optimizers, args, step)
+        bc_warm_start = step <= args.bc_steps
+        metrics = update_step(batch, actor, critics, critics_target, log_alpha, log_alpha_prime, optimizers, args, bc_warm_start)
         if run.logging(step):
             run.log(step, metrics | online.metrics() | evaluation.validation_mse(policy, valid))
         if run.evaluating(step):

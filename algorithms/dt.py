@@ -13,6 +13,7 @@ Departures from the paper: observations are standardised with std + 1e-3 (the pa
 """
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 import tyro
 
 import data
+import speed
 import training
 
 
@@ -56,9 +58,11 @@ class Args:
     threads: int = 1
     """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
     compile: bool = False
-    """speed: torch.compile the update step (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
+    """speed: torch.compile the training step into one graph (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
     cudagraphs: bool = False
-    """speed, CUDA only: also replay the compiled update as CUDA graphs (torch.compile's reduce-overhead mode)"""
+    """speed, CUDA only: capture each training step whole (sampling, backward passes and optimizer steps) as one CUDA graph and replay it"""
+    matmul_precision: Literal["fp32", "bf16"] = "fp32"
+    """speed: bf16 gives the update's matrix multiplies bf16 inputs with fp32 accumulation (CPUs with AVX512-BF16 or AMX, CUDA GPUs from Ampere; refused elsewhere); results differ from fp32 beyond rounding"""
     total_steps: int = 2_000
     """gradient updates (the paper and CORL: 100_000)"""
     batch_size: int = 64
@@ -288,14 +292,18 @@ def main(args: Args) -> training.RunResult:
     optimizers = {"model": torch.optim.AdamW(model.parameters(), learning_rate, weight_decay=args.weight_decay, fused=True)}
     warmup = args.warmup_steps if args.warmup_steps is not None else max(1, args.total_steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizers["model"], lambda step: min(1.0, (step + 1) / max(1, warmup)))
-    update_step = training.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
+
+    def train_step() -> dict[str, torch.Tensor]:  # a batch of windows and an update: what the speed options capture
+        return update(sample_windows(*train_windows, args.batch_size, K), model, optimizers, args)
+
+    train_step = speed.compile_step(train_step, args, device, optimizers)  # --compile, --cudagraphs; off = eager
     policy = ContextPolicy(model, normalizer, K, rtg_scale)
 
     # everything an exact continuation needs, the warm-up's position included
     models = {"model": model, "optimizer": optimizers["model"], "scheduler": scheduler}
     for step in run.steps(models, normalizer):
         model.train()
-        metrics = update_step(sample_windows(*train_windows, args.batch_size, K), model, optimizers, args)
+        metrics = train_step()
         scheduler.step()  # linear warm-up from 0 to --learning-rate over `warmup` updates
         if run.logging(step):
             metrics["charts/learning_rate"] = scheduler.get_last_lr()[0]

@@ -24,6 +24,7 @@ to go online: its losses only ever use the actions in the batch, whoever collect
 import copy
 import math
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ import tyro
 
 import data
 import finetuning
+import speed
 import training
 
 
@@ -46,9 +48,11 @@ class Args:
     threads: int = 1
     """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
     compile: bool = False
-    """speed: torch.compile the update step (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
+    """speed: torch.compile the training step into one graph (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
     cudagraphs: bool = False
-    """speed, CUDA only: also replay the compiled update as CUDA graphs (torch.compile's reduce-overhead mode)"""
+    """speed, CUDA only: capture each training step whole (sampling, backward passes and optimizer steps) as one CUDA graph and replay it"""
+    matmul_precision: Literal["fp32", "bf16"] = "fp32"
+    """speed: bf16 gives the update's matrix multiplies bf16 inputs with fp32 accumulation (CPUs with AVX512-BF16 or AMX, CUDA GPUs from Ampere; refused elsewhere); results differ from fp32 beyond rounding"""
     total_steps: int = 3_000
     """gradient updates: 3k is the student's first run, under a minute with the dataset's build (83 on pendulum/medium; 10k: 97); the paper uses 1_000_000 on D4RL"""
     online_steps: int = 0
@@ -155,7 +159,8 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+        members = len(x)  # all of them, or the first few (TD3's actor step follows Q_1 alone)
+        return torch.baddbmm(self.bias[:members], x, self.weight[:members])
 
 
 class Critics(nn.Module):
@@ -170,8 +175,9 @@ class Critics(nn.Module):
             EnsembleLinear(num_critics, hidden_dim, 1),
         )  # fmt: skip
 
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([obs, actions], -1).expand(self.num_critics, -1, -1)  # the same batch for every critic
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor, members: int | None = None) -> torch.Tensor:
+        """Q of all critics, or of the first `members` only."""
+        x = torch.cat([obs, actions], -1).expand(members or self.num_critics, -1, -1)  # the same batch for every critic
         return self.net(x).squeeze(-1)
 
 
@@ -205,25 +211,24 @@ def update(
     # L_V = E_{(s,a)~D} [ L2^tau( Q_target(s,a) - V(s) ) ]
     v = value(batch.observations)
     value_loss = expectile_loss(target_q - v, args.expectile).mean()
-    optimizers["value"].zero_grad(set_to_none=True)
-    value_loss.backward()
-    optimizers["value"].step()
 
     # L_pi = -E_{(s,a)~D} [ min(exp(beta (Q_target(s,a) - V(s))), 100) log pi(a|s) ]
     weights = advantage_weights(target_q - v.detach(), args.temperature, args.max_weight)
     actor_loss = -(weights * actor.log_prob(batch.observations, batch.actions)).mean()
-    optimizers["actor"].zero_grad(set_to_none=True)
-    actor_loss.backward()
-    optimizers["actor"].step()
 
     # L_Q = E_{(s,a,r,s')~D} [ (r + gamma (1 - done) V(s') - Q_i(s,a))^2 ], summed over the ensemble
     # (both targets clipped to target_range with --clip-target, else to (-inf, inf): no-ops)
     td_target = (batch.rewards + args.discount * (1.0 - batch.terminals) * next_v).clamp(*target_range)
     q = critic(batch.observations, batch.actions)
     critic_loss = ((q - td_target) ** 2).mean(1).sum()
-    optimizers["critic"].zero_grad(set_to_none=True)
-    critic_loss.backward()
-    optimizers["critic"].step()
+
+    # the three losses share no parameters, and each sees the other networks only through values without gradient:
+    # one backward of their sum gives each network exactly its own loss's gradient (one pass instead of three)
+    for optimizer in optimizers.values():
+        optimizer.zero_grad(set_to_none=True)
+    (value_loss + actor_loss + critic_loss).backward()
+    for optimizer in optimizers.values():
+        optimizer.step()
 
     # theta_target <- (1 - rate) theta_target + rate theta, in place (outside autograd: no graph)
     with torch.no_grad():
@@ -290,7 +295,13 @@ def main(args: Args) -> training.RunResult:
     }
     cosine = torch.optim.lr_scheduler.CosineAnnealingLR
     scheduler = cosine(optimizers["actor"], run.last_step) if args.cosine_actor_lr else None  # lr 0 at the last step
-    update_step = training.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
+
+    def train_step() -> dict[str, torch.Tensor]:  # a batch and an update: what the speed options capture (offline phase)
+        batch = train_batches.sample(args.batch_size, only=data.TD_FIELDS)
+        return update(batch, actor, critic, target_critic, value, target_range, optimizers, args)
+
+    train_step = speed.compile_step(train_step, args, device, optimizers)  # --compile, --cudagraphs; off = eager
+    online_update = speed.compile_step(update, args, device, optimizers)  # the online phase draws its batch outside
     policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, mean action out
 
     def explore(obs: torch.Tensor) -> torch.Tensor:  # the online phase acts with a ~ pi(.|s), inside the action box
@@ -308,11 +319,11 @@ def main(args: Args) -> training.RunResult:
         models["actor_scheduler"] = scheduler
     for step in run.steps(models, normalizer):
         if step <= args.total_steps:
-            batch = train_batches.sample(args.batch_size)
+            metrics = train_step()
         else:  # online phase: one env step with a ~ pi(.|s), then one update on offline and online data
             online.step(explore(online.observation))
             batch = online.sample(train_batches, args.batch_size, args.mixing_ratio)
-        metrics = update_step(batch, actor, critic, target_critic, value, target_range, optimizers, args)
+            metrics = online_update(batch, actor, critic, target_critic, value, target_range, optimizers, args)
         if scheduler is not None:
             scheduler.step()
         if run.logging(step):

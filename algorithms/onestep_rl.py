@@ -31,6 +31,7 @@ import tyro
 
 import data
 import evaluation
+import speed
 import training
 
 
@@ -45,9 +46,11 @@ class Args:
     threads: int = 1
     """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
     compile: bool = False
-    """speed: torch.compile the update step (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
+    """speed: torch.compile the training step into one graph (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
     cudagraphs: bool = False
-    """speed, CUDA only: also replay the compiled update as CUDA graphs (torch.compile's reduce-overhead mode)"""
+    """speed, CUDA only: capture each training step whole (sampling, backward passes and optimizer steps) as one CUDA graph and replay it"""
+    matmul_precision: Literal["fp32", "bf16"] = "fp32"
+    """speed: bf16 gives the update's matrix multiplies bf16 inputs with fp32 accumulation (CPUs with AVX512-BF16 or AMX, CUDA GPUs from Ampere; refused elsewhere); results differ from fp32 beyond rounding"""
     total_steps: int = 10_000
     """gradient updates of each network, all three side by side (use ~1_000_000 on D4RL; the official code: beta 5e5, Q 2e6, pi 1e5)"""
     batch_size: int = 256
@@ -151,7 +154,8 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+        members = len(x)  # all of them, or the first few (TD3's actor step follows Q_1 alone)
+        return torch.baddbmm(self.bias[:members], x, self.weight[:members])
 
 
 class Critics(nn.Module):
@@ -166,8 +170,9 @@ class Critics(nn.Module):
             EnsembleLinear(num_critics, hidden_dim, 1),
         )  # fmt: skip
 
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([obs, actions], -1).expand(self.num_critics, -1, -1)  # the same batch for every critic
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor, members: int | None = None) -> torch.Tensor:
+        """Q of all critics, or of the first `members` only."""
+        x = torch.cat([obs, actions], -1).expand(members or self.num_critics, -1, -1)  # the same batch for every critic
         return self.net(x).squeeze(-1)
 
 
@@ -286,7 +291,7 @@ def main(args: Args) -> training.RunResult:
         name: torch.optim.Adam(model.parameters(), lr=args.learning_rate, fused=True)  # fused: one kernel per step
         for name, model in (("behaviour", behaviour), ("actor", actor), ("critic", critic))
     }
-    update_step = training.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
+    update_step = speed.compile_step(update, args, device, optimizers)  # --compile, --cudagraphs; off = eager
     if args.improvement == "easy_bcq":
         act = lambda obs: easy_bcq_action(target_critic, behaviour, obs, args.num_action_samples)  # noqa: E731
     else:

@@ -25,6 +25,7 @@ import tyro
 
 import data
 import evaluation
+import speed
 import training
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # bounds of the Gaussian policy's log std (IQL)
@@ -44,9 +45,11 @@ class Args:
     threads: int = 1
     """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
     compile: bool = False
-    """speed: torch.compile the update step (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
+    """speed: torch.compile the training step into one graph (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
     cudagraphs: bool = False
-    """speed, CUDA only: also replay the compiled update as CUDA graphs (torch.compile's reduce-overhead mode)"""
+    """speed, CUDA only: capture each training step whole (sampling, backward passes and optimizer steps) as one CUDA graph and replay it"""
+    matmul_precision: Literal["fp32", "bf16"] = "fp32"
+    """speed: bf16 gives the update's matrix multiplies bf16 inputs with fp32 accumulation (CPUs with AVX512-BF16 or AMX, CUDA GPUs from Ampere; refused elsewhere); results differ from fp32 beyond rounding"""
     total_steps: int = 20_000
     """gradient updates, each one value update and one actor update (OGBench uses 1_000_000)"""
     batch_size: int = 256
@@ -124,7 +127,8 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+        members = len(x)  # all of them, or the first few (TD3's actor step follows Q_1 alone)
+        return torch.baddbmm(self.bias[:members], x, self.weight[:members])
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -295,8 +299,8 @@ def main(args: Args) -> training.RunResult:
         "actor": torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True),
         "value": torch.optim.Adam([*critics.parameters(), *value_net.parameters()], lr=args.learning_rate, fused=True),
     }
-    value_step = training.compile_step(update_value, args.compile, args.cudagraphs, device)  # speed options; off = eager
-    actor_step = training.compile_step(update_actor, args.compile, args.cudagraphs, device)
+    value_step = speed.compile_step(update_value, args, device, optimizers)  # --compile, --cudagraphs; off = eager
+    actor_step = speed.compile_step(update_actor, args, device, optimizers)
     policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, the BC policy's mean action out
     # the policies evaluated, one per N, by the tag of their eval/ and mse/ names: the last N is the headline, untagged
     tags = [f"_n{n}" for n in args.num_samples[:-1]] + [""]

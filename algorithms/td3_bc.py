@@ -13,6 +13,7 @@ in units of the action box's half-width, which equals the paper's term on D4RL's
 import copy
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ import tyro
 
 import data
 import evaluation
+import speed
 import training
 
 
@@ -35,9 +37,11 @@ class Args:
     threads: int = 1
     """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
     compile: bool = False
-    """speed: torch.compile the update step (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
+    """speed: torch.compile the training step into one graph (compiling takes ~30 s once; gains are in benchmarks/results/throughput.md)"""
     cudagraphs: bool = False
-    """speed, CUDA only: also replay the compiled update as CUDA graphs (torch.compile's reduce-overhead mode)"""
+    """speed, CUDA only: capture each training step whole (sampling, backward passes and optimizer steps) as one CUDA graph and replay it"""
+    matmul_precision: Literal["fp32", "bf16"] = "fp32"
+    """speed: bf16 gives the update's matrix multiplies bf16 inputs with fp32 accumulation (CPUs with AVX512-BF16 or AMX, CUDA GPUs from Ampere; refused elsewhere); results differ from fp32 beyond rounding"""
     total_steps: int = 10_000
     """gradient updates (the paper: 1_000_000 on D4RL)"""
     batch_size: int = 256
@@ -123,7 +127,8 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+        members = len(x)  # all of them, or the first few (TD3's actor step follows Q_1 alone)
+        return torch.baddbmm(self.bias[:members], x, self.weight[:members])
 
 
 class Critics(nn.Module):
@@ -138,16 +143,17 @@ class Critics(nn.Module):
             EnsembleLinear(num_critics, hidden_dim, 1),
         )  # fmt: skip
 
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([obs, actions], -1).expand(self.num_critics, -1, -1)  # the same batch for every critic
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor, members: int | None = None) -> torch.Tensor:
+        """Q of all critics, or of the first `members` only."""
+        x = torch.cat([obs, actions], -1).expand(members or self.num_critics, -1, -1)  # the same batch for every critic
         return self.net(x).squeeze(-1)
 
 
 def update(
     batch: data.Transitions, actor: Actor, actor_target: Actor, critics: Critics, critics_target: Critics,
-    optimizers: dict[str, torch.optim.Optimizer], args: Args, step: int,
+    optimizers: dict[str, torch.optim.Optimizer], args: Args, update_actor: bool,
 ) -> dict[str, torch.Tensor]:  # fmt: skip
-    """One critic update, and every `policy_freq` steps one actor update and one soft target update."""
+    """One critic update, then (update_actor: every `policy_freq` steps) one actor update and one soft target update."""
     with torch.no_grad():
         # target policy smoothing: a' = clip(pi'(s') + clip(eps, -c, c), low, high), eps ~ N(0, sigma^2)
         scale, bias = actor.action_scale, actor.action_bias
@@ -166,11 +172,9 @@ def update(
     optimizers["critic"].step()
     logs = {"losses/critic": critic_loss.detach(), "q/data_mean": q.detach().mean()}
 
-    if step % args.policy_freq == 0:
+    if update_actor:
         pi = actor(batch.observations)
-        critics.requires_grad_(False)  # the actor's gradient flows through Q to the action, not into Q
-        q_pi = critics(batch.observations, pi)[0]  # the actor follows Q_1, as in TD3
-        critics.requires_grad_(True)
+        q_pi = critics(batch.observations, pi, members=1)[0]  # the actor follows Q_1 alone, as in TD3
         # lambda = alpha / ((1/N) sum_i |Q(s_i, pi(s_i))|), held constant in the gradient
         lmbda = args.alpha / q_pi.abs().mean().detach()
         # pi = argmax E_D [ lambda Q(s, pi(s)) - (pi(s) - a)^2 ]   (Eq. 3 of the paper), the BC term in units of
@@ -178,7 +182,7 @@ def update(
         bc_loss = (((pi - batch.actions) / actor.action_scale) ** 2).mean()
         actor_loss = -lmbda * q_pi.mean() + bc_loss
         optimizers["actor"].zero_grad(set_to_none=True)
-        actor_loss.backward()
+        actor_loss.backward(inputs=list(actor.parameters()))  # through Q to the action: Q is the judge, not trained
         optimizers["actor"].step()
         # theta' <- tau * theta + (1 - tau) * theta', in place for all tensors at once
         with torch.no_grad():
@@ -209,7 +213,12 @@ def main(args: Args) -> training.RunResult:
         "actor": torch.optim.Adam(actor.parameters(), lr=args.actor_lr, fused=True),
         "critic": torch.optim.Adam(critics.parameters(), lr=args.critic_lr, fused=True),
     }
-    update_step = training.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
+
+    def train_step(update_actor: bool) -> dict[str, torch.Tensor]:  # a batch and an update: what the speed options capture
+        batch = train_batches.sample(args.batch_size, only=data.TD_FIELDS)
+        return update(batch, actor, actor_target, critics, critics_target, optimizers, args, update_actor)
+
+    train_step = speed.compile_step(train_step, args, device, optimizers)  # --compile, --cudagraphs; off = eager
     policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, actions out
 
     # everything an exact continuation needs (the delayed actor update follows the step, which is saved too)
@@ -217,8 +226,7 @@ def main(args: Args) -> training.RunResult:
               "actor_optimizer": optimizers["actor"], "critic_optimizer": optimizers["critic"]}  # fmt: skip
     metrics = {}
     for step in run.steps(models, normalizer):
-        batch = train_batches.sample(args.batch_size)
-        metrics |= update_step(batch, actor, actor_target, critics, critics_target, optimizers, args, step)
+        metrics |= train_step(update_actor=step % args.policy_freq == 0)
         if run.logging(step):
             run.log(step, metrics | evaluation.validation_mse(policy, valid))
         if run.evaluating(step):

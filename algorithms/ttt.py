@@ -92,7 +92,8 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+        members = len(x)  # all of them, or the first few (TD3's actor step follows Q_1 alone)
+        return torch.baddbmm(self.bias[:members], x, self.weight[:members])
 
 
 class EnsembleLayerNorm(nn.Module):
