@@ -294,10 +294,6 @@ def update(
 
 
 def main(args: Args) -> training.RunResult:
-    if args.cql_num_actions <= 0:
-        raise ValueError(f"--cql-num-actions must be a positive integer, got {args.cql_num_actions}.")
-    if not 0 <= args.mixing_ratio <= 1 or args.online_steps < 0:
-        raise ValueError(f"--mixing-ratio must be in [0, 1] and --online-steps 0 or more, got {args.mixing_ratio} and {args.online_steps}.")
     run = training.Run("cal_ql", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
     args, device = run.args, run.device
 

@@ -278,8 +278,6 @@ def update(
 
 
 def main(args: Args) -> training.RunResult:
-    if args.cql_num_actions <= 0:
-        raise ValueError(f"--cql-num-actions must be a positive integer, got {args.cql_num_actions}.")
     run = training.Run("cql", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
     args, device = run.args, run.device
 

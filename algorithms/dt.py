@@ -266,9 +266,6 @@ class ContextPolicy:
 
 
 def main(args: Args) -> training.RunResult:
-    if args.context_length <= 0 or args.embed_dim % args.num_heads:
-        raise ValueError(f"--context-length must be positive, and --embed-dim {args.embed_dim} divisible by "
-                         f"--num-heads {args.num_heads}.")  # fmt: skip
     run = training.Run("dt", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
     args, device, K = run.args, run.device, run.args.context_length
 

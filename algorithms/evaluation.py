@@ -46,7 +46,13 @@ def make_env(dataset: minari.MinariDataset) -> gym.Env:
     """The dataset's evaluation env (its eval_env_spec where it has one): what the policy is scored in."""
     if data.is_local(dataset.id):
         return data.local_builder(dataset.id).make_env(dataset.id)
-    return dataset.recover_environment(eval_env=True)
+    try:
+        return dataset.recover_environment(eval_env=True)
+    except Exception as error:  # noqa: BLE001 - no env recorded (env=None), a missing package, ...: one sentence
+        raise data.DatasetError(
+            f"Dataset '{dataset.id}' has no evaluation env that can be built here ({type(error).__name__}: {error}): pass "
+            "--eval-episodes 0 to train without evaluating (fine-tuning needs the env), or install what the env needs."
+        ) from error
 
 
 def make_eval_envs(dataset: minari.MinariDataset, num_envs: int) -> gym.vector.VectorEnv:

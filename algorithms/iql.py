@@ -258,10 +258,6 @@ def validation_losses(
 
 
 def main(args: Args) -> training.RunResult:
-    if not 0 < args.expectile < 1:
-        raise ValueError(f"--expectile must be in (0, 1), got {args.expectile}.")
-    if not 0 <= args.mixing_ratio <= 1 or args.online_steps < 0:
-        raise ValueError(f"--mixing-ratio must be in [0, 1] and --online-steps 0 or more, got {args.mixing_ratio} and {args.online_steps}.")
     run = training.Run("iql", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
     args, device = run.args, run.device
 

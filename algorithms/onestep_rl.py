@@ -262,8 +262,6 @@ def validation_losses(
 
 
 def main(args: Args) -> training.RunResult:
-    if args.num_action_samples <= 0:
-        raise ValueError(f"--num-action-samples must be a positive integer, got {args.num_action_samples}.")
     run = training.Run("onestep_rl", args)  # seeds, device, run folder, TensorBoard; --resume: the checkpoint's settings
     args, device = run.args, run.device
 

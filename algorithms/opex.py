@@ -170,8 +170,6 @@ class OpexPolicy:
 
 
 def main(args: Args) -> training.RunResult:
-    if args.eval_episodes < 1:
-        raise ValueError(f"--eval-episodes must be at least 1, got {args.eval_episodes}: evaluating is all opex.py does.")
     run = training.Run("opex", args)  # seeds, device, run folder, TensorBoard
     device = run.device
     trained = run.checkpoint(TRAINERS)  # another script's checkpoint is refused, naming the script that reads it

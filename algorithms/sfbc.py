@@ -263,8 +263,6 @@ def update_actor(
 
 
 def main(args: Args) -> training.RunResult:
-    if not args.num_samples or min(args.num_samples) < 1:
-        raise ValueError("--num-samples needs one or more positive integers, e.g. --num-samples 1 4 16 64.")
     run = training.Run("sfbc", args, variant=args.value)  # seeds, device, run folder; --resume: the checkpoint's settings
     args, device = run.args, run.device
 

@@ -250,10 +250,6 @@ def merge(results: list[evaluation.EvalResult]) -> evaluation.EvalResult:
 
 
 def main(args: Args) -> training.RunResult:
-    if args.eval_episodes < 1:
-        raise ValueError(f"--eval-episodes must be at least 1, got {args.eval_episodes}: evaluating is all ttt.py does.")
-    if args.ttt_steps < 0 or args.ttt_learning_rate < 0 or args.ttt_batch_size < 0 or args.eval_rounds <= 0:
-        raise ValueError("--ttt-steps, --ttt-learning-rate, --ttt-batch-size must be >= 0 and --eval-rounds > 0.")
     run = training.Run("ttt", args)  # seeds, device, run folder, TensorBoard
     device = run.device
     trained = run.checkpoint(TRAINERS)  # another script's checkpoint is refused, naming the script that reads it
