@@ -30,6 +30,7 @@ import minari
 import numpy as np
 from minari.data_collector import EpisodeBuffer
 
+import checks
 import data
 import evaluation
 
@@ -364,6 +365,7 @@ if __name__ == "__main__":
         """rebuild even if the dataset exists (replaces it atomically)"""
 
     build_args = tyro.cli(BuildArgs)
+    checks.install_handler()  # an unknown id is one line, as in the training scripts
     warnings.simplefilter("ignore")  # minari asks for an author, e-mail and permalink
     for dataset_id in build_args.dataset_ids or LOCAL_SUITE:
         path = minari.storage.get_dataset_path(dataset_id)
