@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -20,6 +21,7 @@ from typing import Callable
 import minari
 import numpy as np
 import torch
+import tyro
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -286,6 +288,32 @@ def compile_step(update: Callable, compile: bool, cudagraphs: bool, device: torc
 
     return replay
 
+
+def cli(args_type: type, recipes: dict[str, dict], argv: list[str] | None = None):
+    """The command line of a training script: `script.py [flags]` as ever, or `script.py RECIPE [flags]`, where the
+    recipe's flags replace the defaults and the flags after it override them. --help lists the recipes with their
+    flags, source and published scores; `script.py RECIPE --help` shows the values the recipe sets."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    prog = os.path.basename(sys.argv[0])
+    if argv and not argv[0].startswith("-"):
+        if argv[0] not in recipes:
+            raise SystemExit(f"{argv[0]} is not a recipe of this script: use one of {', '.join(recipes) or '(none)'} "
+                             f"before the flags, or flags alone.")  # fmt: skip
+        recipe = recipes[argv[0]]
+        about = f"Recipe {argv[0]}: {recipe_flags(recipe['flags'])}. Source: {recipe['source']}. Published: {recipe['published']}."
+        return tyro.cli(args_type, args=argv[1:], default=replace(args_type(), **recipe["flags"]), prog=f"{prog} {argv[0]}", description=about)
+    listing = "".join(f"\n\n{name}: {recipe_flags(r['flags'])} (source: {r['source']}; published: {r['published']})" for name, r in recipes.items())
+    return tyro.cli(args_type, args=argv, prog=prog, description=f"Recipes: {prog} RECIPE [flags]{listing}" if recipes else None)
+
+
+def recipe_flags(flags: dict) -> str:
+    """A recipe's flags as typed on a command line: {"expectile": 0.9, "normalize_obs": False} -> --expectile 0.9 --no-normalize-obs."""
+    def flag(name, value):
+        name = name.replace("_", "-")
+        if isinstance(value, bool):
+            return f"--{name}" if value else f"--no-{name}"
+        return f"--{name} " + (" ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value))
+    return " ".join(flag(name, value) for name, value in flags.items())
 
 
 def check_finite(losses: dict[str, float], step: int, checkpoint_path: str | None = None) -> None:
