@@ -116,21 +116,21 @@ RECIPES = {
     "antmaze": dict(
         flags=dict(dataset="D4RL/antmaze/umaze-v1", lagrange=True, target_action_gap=5.0, cql_alpha=5.0, reward_scale=4.0, reward_shift=-2.0,
                    bc_steps=40_000, total_steps=3_000_000, eval_every=50_000, eval_episodes=100),  # fmt: skip
-        source="the official code: README's AntMaze command (--lagrange_thresh 5 --min_q_weight 5 --policy_lr 1e-4), "
-               "d4rl/examples/cql_antmaze_new.py ((r - 0.5) * 4, policy_eval_start 40k, 3000 epochs of 1000 updates); "
+        source="the official code: its README's AntMaze command (lagrange_thresh 5, min_q_weight 5, policy_lr 1e-4), "
+               "`d4rl/examples/cql_antmaze_new.py` (rewards (r - 0.5) x 4, policy_eval_start 40k, 3000 epochs of 1000 updates); "
                "evaluation as CORL (100 episodes every 50k)",
         published="CQL Table 2 (D4RL -v0): umaze 74.0, medium-play 61.2, large-play 15.8",
     ),
     "antmaze-corl": dict(
         flags=dict(dataset="D4RL/antmaze/umaze-v1", lagrange=True, cql_alpha=5.0, target_action_gap=4.0, max_backup=True, reward_scale=10.0,
                    reward_shift=-5.0, normalize_obs=False, total_steps=1_000_000, eval_every=50_000, eval_episodes=100),  # fmt: skip
-        source="CORL: configs/offline/cql/antmaze/*_v2.yaml (its gap 0.8 is compared with the gap itself, here with 5 x gap: 4); "
+        source="CORL: `configs/offline/cql/antmaze/*_v2.yaml` (its gap 0.8 is compared with the gap itself, here with 5 x gap: 4); "
                "CORL's 5-layer critic, -200 clip of the conservative term and orthogonal init have no flag here",
         published="CORL (-v2): umaze 92.8, medium-play 65.8, large-play 20.8",
     ),
     "adroit": dict(
         flags=dict(dataset="D4RL/pen/human-v2", cql_alpha=1.0, normalize_obs=True, total_steps=1_000_000, eval_every=5_000),
-        source="CORL: configs/offline/cql/pen/*_v1.yaml (no Lagrange, rewards as logged; orthogonal init has no flag here)",
+        source="CORL: `configs/offline/cql/pen/*_v1.yaml` (no Lagrange, rewards as logged; orthogonal init has no flag here)",
         published="CORL (-v1): pen-human 13.7, pen-cloned 1.0; CQL Table 2 (-v0, its own settings, not published): 37.5 / 39.2",
     ),
 }

@@ -104,14 +104,14 @@ RECIPES = {
     "antmaze": dict(
         flags=dict(dataset="D4RL/antmaze/umaze-v1", embed_dim=128, num_layers=3, dropout=0.1, learning_rate=1e-4, warmup_steps=10_000,
                    rtg_scale=1.0, target_returns=(1.0, 0.5), total_steps=100_000, eval_every=10_000, eval_episodes=100),  # fmt: skip
-        source="CORL: configs/offline/dt/antmaze/*_v2.yaml (reward_scale 1, after CORL PR #75)",
+        source="CORL: `configs/offline/dt/antmaze/*_v2.yaml` (reward_scale 1, since CORL PR #75)",
         published="CORL (-v2): umaze 57.0, medium-play 0.0, large-play 0.0",
     ),
     "adroit": dict(
         flags=dict(dataset="D4RL/pen/human-v2", embed_dim=128, num_layers=3, dropout=0.1, learning_rate=8e-4, batch_size=4096,
                    warmup_steps=10_000, rtg_scale=1.0, target_returns=(3100.0, 1550.0), total_steps=100_000, eval_every=5_000,
                    eval_episodes=100),  # fmt: skip
-        source="CORL: configs/offline/dt/pen/*_v1.yaml",
+        source="CORL: `configs/offline/dt/pen/*_v1.yaml`",
         published="CORL (-v1): pen-human 67.7, pen-cloned 64.4",
     ),
 }

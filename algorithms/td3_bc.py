@@ -100,12 +100,12 @@ class Args:
 RECIPES = {
     "antmaze": dict(
         flags=dict(dataset="D4RL/antmaze/umaze-v1", reward_shift=-1.0, total_steps=1_000_000, eval_every=5_000, eval_episodes=100),
-        source="CORL: configs/offline/td3_bc/antmaze/*_v2.yaml (normalize_reward: rewards - 1 on antmaze, algorithms/offline/td3_bc.py)",
+        source="CORL: `configs/offline/td3_bc/antmaze/*_v2.yaml` (normalize_reward: rewards - 1 on antmaze, `algorithms/offline/td3_bc.py`)",
         published="CORL (-v2): umaze 70.8, medium-play 0.3, large-play 0.0",
     ),
     "adroit": dict(
         flags=dict(dataset="D4RL/pen/human-v2", total_steps=1_000_000, eval_every=5_000),
-        source="CORL: configs/offline/td3_bc/pen/*_v1.yaml (the paper's defaults, rewards as logged)",
+        source="CORL: `configs/offline/td3_bc/pen/*_v1.yaml` (the paper's defaults, rewards as logged)",
         published="CORL (-v1): pen-human -3.9, pen-cloned 5.1",
     ),
 }

@@ -82,13 +82,13 @@ def test_report_turns_results_into_a_mean_std_table(tmp_path):
     ]  # fmt: skip
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     text = report.table(report.load_records([str(path)]))
-    assert "| bc (top_fraction=1.0) | 50.0 ± 8.2 (3) | 100 |" in text
-    assert "| bc (top_fraction=0.1) | 80.0 ± 0.0 (1), success 50% | 120 |" in text  # goal tasks: the success rate too
+    assert "| bc (top_fraction=1.0) | 50.0 ± 10.0 [40.0, 60.0] (3) | 100 |" in text  # sample std, 95% CI of the mean
+    assert "| bc (top_fraction=0.1) | 80.0 (1), success 50% | 120 |" in text  # one seed: no spread to show  # goal tasks: the success rate too
     assert "1 failed runs: c0" in text
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{report.START}\nold\n{report.END}\noutro\n")
     report.write_readme(str(readme), text)
-    assert readme.read_text().startswith("intro\n") and "old" not in readme.read_text() and "50.0 ± 8.2" in readme.read_text()
+    assert readme.read_text().startswith("intro\n") and "old" not in readme.read_text() and "50.0 ± 10.0" in readme.read_text()
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="has no '<!-- results:start -->'"):
         report.write_readme(str(readme), text)
