@@ -192,7 +192,12 @@ def test_finetune_report_finds_the_dip_and_computes_the_verdict(tmp_path):
     assert rows["CQL"]["before"].tolist() == [50, 52] and rows["CQL"]["dip"].tolist() == [20, 22] and rows["CQL"]["collapses"]
     assert rows["Cal-QL"]["dip"].tolist() == [48, 50] and not rows["Cal-QL"]["collapses"] and rows["IQL"]["end"].tolist() == [72, 74]
     text = finetune.write_report(args, records, wall_s=120.0)
-    assert "| CQL | 51.0 ± 1.0 | 21.0 ± 1.0 | 61.0 ± 1.0 | yes |" in text and "**yes**" in text and "6 min of runs" in text
+    # mean ± sample std [95% bootstrap interval of the mean; with 2 seeds, their min and max]
+    assert "| CQL | 51.0 ± 1.4 [50.0, 52.0] | 21.0 ± 1.4 [20.0, 22.0] | 61.0 ± 1.4 [60.0, 62.0] | yes |" in text
+    assert "**yes**" in text and "6 min of runs" in text
     assert os.path.exists(tmp_path / "ft.png")
+    # a 20-point mean drop whose seeds spread wider than the drop: the intervals overlap, so no collapse is claimed
+    noisy = {"CQL": (np.array([-100, 0, 100]), np.array([[40.0, 50.0, 30.0], [80.0, 90.0, 70.0]]))}
+    assert not finetune.summarize(noisy, 100, 10.0)[0]["collapses"]
     written = readme.read_text()
-    assert written.startswith("intro\n") and written.endswith("rest\n") and "old" not in written and "| Cal-QL | 51.0 ± 1.0 | 49.0 ± 1.0 | 71.0 ± 1.0 | no |" in written
+    assert written.startswith("intro\n") and written.endswith("rest\n") and "old" not in written and "| Cal-QL | 51.0 ± 1.4 [50.0, 52.0] | 49.0 ± 1.4 [48.0, 50.0] | 71.0 ± 1.4 [70.0, 72.0] | no |" in written
