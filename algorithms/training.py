@@ -2,8 +2,9 @@
 
 Lives here: `Run` (seeds, device, the run folder, TensorBoard and W&B, the step loop with its progress bar,
 checkpoints as asked and on Ctrl-C/SIGTERM, resume, NaN stops, evaluation logging, the final line), `RunResult`
-(what main() returns), the device choice and the --compile / --cudagraphs wrapper of an update function.
-Lives elsewhere: writing and reading checkpoints (checkpoints.py), running evaluation episodes (evaluation.py),
+(what main() returns), the device choice, the --compile / --cudagraphs wrapper of an update function, and the
+command line with named recipes (`cli`: `script.py RECIPE [flags]`). Lives elsewhere: the recipes themselves (beside
+each script's Args), writing and reading checkpoints (checkpoints.py), running evaluation episodes (evaluation.py),
 the data (data.py), the online phase's env (finetuning.py).
 """
 
