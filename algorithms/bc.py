@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn as nn
-import tyro
 
 import data
 import evaluation
@@ -69,6 +68,22 @@ class Args:
     """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
     wandb_project: str = "cleanoffrl"
     """Weights & Biases project name"""
+
+
+# `python algorithms/bc.py RECIPE [flags]`: a paper's settings for a family of datasets; flags after the name override
+# them. README's recipe table is generated from these (python benchmarks/recipes.py --readme README.md).
+RECIPES = {
+    "antmaze": dict(
+        flags=dict(dataset="D4RL/antmaze/umaze-v1", total_steps=1_000_000, eval_every=5_000, eval_episodes=100),
+        source="CORL: `configs/offline/bc/antmaze/*_v2.yaml` (10% BC: `configs/offline/bc_10/`, frac 0.1)",
+        published="CORL (-v2): umaze 55.3, medium-play 0.0, large-play 0.0; with --top-fraction 0.1 (10% BC): 65.8 / 2.0 / 0.0",
+    ),
+    "adroit": dict(
+        flags=dict(dataset="D4RL/pen/human-v2", total_steps=1_000_000, eval_every=5_000),
+        source="CORL: `configs/offline/bc/pen/*_v1.yaml` (10% BC: `configs/offline/bc_10/`)",
+        published="CORL (-v1): pen-human 71.0, pen-cloned 51.9; with --top-fraction 0.1 (10% BC): 27.0 / 46.7",
+    ),
+}
 
 
 class Actor(nn.Module):
@@ -129,4 +144,4 @@ def main(args: Args) -> training.RunResult:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(training.cli(Args, RECIPES))

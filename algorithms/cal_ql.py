@@ -23,7 +23,6 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import tyro
 
 import data
 import evaluation
@@ -119,6 +118,9 @@ class Args:
     """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
     wandb_project: str = "cleanoffrl"
     """Weights & Biases project name"""
+
+
+RECIPES: dict[str, dict] = {}  # `python algorithms/cal_ql.py RECIPE [flags]`: none yet: the paper's fine-tuning budgets (1M online steps on AntMaze) are not reproduced here
 
 
 def mlp(in_dim: int, hidden_dim: int, hidden_layers: int, out_dim: int) -> nn.Sequential:
@@ -353,4 +355,4 @@ def main(args: Args) -> training.RunResult:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(training.cli(Args, RECIPES))

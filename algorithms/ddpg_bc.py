@@ -21,7 +21,6 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn as nn
-import tyro
 
 import data
 import evaluation
@@ -103,6 +102,9 @@ class Args:
     """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
     wandb_project: str = "cleanoffrl"
     """Weights & Biases project name"""
+
+
+RECIPES: dict[str, dict] = {}  # `python algorithms/ddpg_bc.py RECIPE [flags]`: none: Park et al. 2024 publish data-scaling matrices, not table scores (docs/recipes.md lists AntMaze flags)
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, layer_norm: bool) -> nn.Sequential:
@@ -321,4 +323,4 @@ def main(args: Args) -> training.RunResult:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(training.cli(Args, RECIPES))

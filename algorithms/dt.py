@@ -18,7 +18,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import tyro
 
 import data
 import training
@@ -97,6 +96,25 @@ class Args:
     """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
     wandb_project: str = "cleanoffrl"
     """Weights & Biases project name"""
+
+
+# `python algorithms/dt.py RECIPE [flags]`: a paper's settings for a family of datasets; flags after the name override
+# them. README's recipe table is generated from these (python benchmarks/recipes.py --readme README.md).
+RECIPES = {
+    "antmaze": dict(
+        flags=dict(dataset="D4RL/antmaze/umaze-v1", embed_dim=128, num_layers=3, dropout=0.1, learning_rate=1e-4, warmup_steps=10_000,
+                   rtg_scale=1.0, target_returns=(1.0, 0.5), total_steps=100_000, eval_every=10_000, eval_episodes=100),  # fmt: skip
+        source="CORL: `configs/offline/dt/antmaze/*_v2.yaml` (reward_scale 1, since CORL PR #75)",
+        published="CORL (-v2): umaze 57.0, medium-play 0.0, large-play 0.0",
+    ),
+    "adroit": dict(
+        flags=dict(dataset="D4RL/pen/human-v2", embed_dim=128, num_layers=3, dropout=0.1, learning_rate=8e-4, batch_size=4096,
+                   warmup_steps=10_000, rtg_scale=1.0, target_returns=(3100.0, 1550.0), total_steps=100_000, eval_every=5_000,
+                   eval_episodes=100),  # fmt: skip
+        source="CORL: `configs/offline/dt/pen/*_v1.yaml`",
+        published="CORL (-v1): pen-human 67.7, pen-cloned 64.4",
+    ),
+}
 
 
 class Block(nn.Module):
@@ -306,4 +324,4 @@ def main(args: Args) -> training.RunResult:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(training.cli(Args, RECIPES))

@@ -27,7 +27,6 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn as nn
-import tyro
 
 import data
 import evaluation
@@ -104,6 +103,9 @@ class Args:
     """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
     wandb_project: str = "cleanoffrl"
     """Weights & Biases project name"""
+
+
+RECIPES: dict[str, dict] = {}  # `python algorithms/onestep_rl.py RECIPE [flags]`: none: no published score retrieved for the official code's settings (docs/recipes.md lists them)
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
@@ -306,4 +308,4 @@ def main(args: Args) -> training.RunResult:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(training.cli(Args, RECIPES))

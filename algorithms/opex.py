@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn as nn
-import tyro
 from tqdm import tqdm
 
 import data
@@ -58,6 +57,9 @@ class Args:
     """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
     wandb_project: str = "cleanoffrl"
     """Weights & Biases project name"""
+
+
+RECIPES: dict[str, dict] = {}  # `python algorithms/opex.py RECIPE [flags]`: none: its β grid is ours, no published score to reproduce
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, layer_norm: bool) -> nn.Sequential:
@@ -206,4 +208,4 @@ def main(args: Args) -> training.RunResult:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(training.cli(Args, RECIPES))

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn as nn
-import tyro
 
 import data
 import evaluation
@@ -94,6 +93,22 @@ class Args:
     """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
     wandb_project: str = "cleanoffrl"
     """Weights & Biases project name"""
+
+
+# `python algorithms/td3_bc.py RECIPE [flags]`: a paper's settings for a family of datasets; flags after the name override
+# them. README's recipe table is generated from these (python benchmarks/recipes.py --readme README.md).
+RECIPES = {
+    "antmaze": dict(
+        flags=dict(dataset="D4RL/antmaze/umaze-v1", reward_shift=-1.0, total_steps=1_000_000, eval_every=5_000, eval_episodes=100),
+        source="CORL: `configs/offline/td3_bc/antmaze/*_v2.yaml` (normalize_reward: rewards - 1 on antmaze, `algorithms/offline/td3_bc.py`)",
+        published="CORL (-v2): umaze 70.8, medium-play 0.3, large-play 0.0",
+    ),
+    "adroit": dict(
+        flags=dict(dataset="D4RL/pen/human-v2", total_steps=1_000_000, eval_every=5_000),
+        source="CORL: `configs/offline/td3_bc/pen/*_v1.yaml` (the paper's defaults, rewards as logged)",
+        published="CORL (-v1): pen-human -3.9, pen-cloned 5.1",
+    ),
+}
 
 
 class Actor(nn.Module):
@@ -227,4 +242,4 @@ def main(args: Args) -> training.RunResult:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(training.cli(Args, RECIPES))

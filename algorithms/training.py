@@ -2,9 +2,10 @@
 
 Lives here: `Run` (seeds, device, the run folder, TensorBoard and W&B, the step loop with its progress bar,
 checkpoints as asked, on Ctrl-C/SIGTERM and when the loop stops on an error, resume, NaN stops, evaluation logging,
-the final line), `RunResult`
-(what main() returns), the device choice and the --compile / --cudagraphs wrapper of an update function.
-Lives elsewhere: writing and reading checkpoints (checkpoints.py), running evaluation episodes (evaluation.py),
+the final line), `RunResult` (what main() returns), the device choice, the --compile / --cudagraphs wrapper of an
+update function, and the command line with named recipes (`cli`: `script.py RECIPE [flags]`). Lives elsewhere: the
+recipes themselves (beside each script's Args), writing and reading checkpoints (checkpoints.py), running evaluation
+episodes (evaluation.py),
 the data (data.py), the online phase's env (finetuning.py).
 """
 
@@ -24,6 +25,7 @@ from typing import Callable
 import minari
 import numpy as np
 import torch
+import tyro
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -321,6 +323,32 @@ def compile_step(update: Callable, compile: bool, cudagraphs: bool, device: torc
 
     return replay
 
+
+def cli(args_type: type, recipes: dict[str, dict], argv: list[str] | None = None):
+    """The command line of a training script: `script.py [flags]` as ever, or `script.py RECIPE [flags]`, where the
+    recipe's flags replace the defaults and the flags after it override them. --help lists the recipes with their
+    flags, source and published scores; `script.py RECIPE --help` shows the values the recipe sets."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    prog = os.path.basename(sys.argv[0])
+    if argv and not argv[0].startswith("-"):
+        if argv[0] not in recipes:
+            raise SystemExit(f"{argv[0]} is not a recipe of this script: use one of {', '.join(recipes) or '(none)'} "
+                             f"before the flags, or flags alone.")  # fmt: skip
+        recipe = recipes[argv[0]]
+        about = f"Recipe {argv[0]}: {recipe_flags(recipe['flags'])}. Source: {recipe['source']}. Published: {recipe['published']}."
+        return tyro.cli(args_type, args=argv[1:], default=replace(args_type(), **recipe["flags"]), prog=f"{prog} {argv[0]}", description=about)
+    listing = "".join(f"\n\n{name}: {recipe_flags(r['flags'])} (source: {r['source']}; published: {r['published']})" for name, r in recipes.items())
+    return tyro.cli(args_type, args=argv, prog=prog, description=f"Recipes: {prog} RECIPE [flags]{listing}" if recipes else None)
+
+
+def recipe_flags(flags: dict) -> str:
+    """A recipe's flags as typed on a command line: {"expectile": 0.9, "normalize_obs": False} -> --expectile 0.9 --no-normalize-obs."""
+    def flag(name, value):
+        name = name.replace("_", "-")
+        if isinstance(value, bool):
+            return f"--{name}" if value else f"--no-{name}"
+        return f"--{name} " + (" ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value))
+    return " ".join(flag(name, value) for name, value in flags.items())
 
 
 def check_finite(losses: dict[str, float], step: int, checkpoint_path: str | None = None) -> None:

@@ -25,7 +25,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
-import tyro
 from tqdm import tqdm
 
 import data
@@ -71,6 +70,9 @@ class Args:
     """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
     wandb_project: str = "cleanoffrl"
     """Weights & Biases project name"""
+
+
+RECIPES: dict[str, dict] = {}  # `python algorithms/ttt.py RECIPE [flags]`: none: the TTT settings are ours, no published score to reproduce
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, layer_norm: bool) -> nn.Sequential:
@@ -311,4 +313,4 @@ def main(args: Args) -> training.RunResult:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(training.cli(Args, RECIPES))

@@ -1,6 +1,6 @@
 """Nothing nonsensical is accepted in silence, and every refusal is one line naming the problem and the fix (issue 26):
 the flag rules of every script, the data's checks on load, checkpoint files, and the one-line handler itself.
-README's "Reliability: what each mistake gets" lists each case with what it prints."""
+docs/reliability.md lists each case with what it prints."""
 
 import dataclasses
 import importlib
