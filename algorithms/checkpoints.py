@@ -90,7 +90,7 @@ def load_checkpoint(path: str, algorithm: str | tuple[str, ...], device: torch.d
 
 # Flags that steer a run, not what it learns: --resume may change them; any other flag comes from the checkpoint.
 RUN_CONTROL = ("total_steps", "online_steps", "resume", "progress", "eval_every", "eval_episodes", "log_every", "checkpoint_every",
-               "save_model", "track", "wandb_project", "device", "threads", "compile", "cudagraphs", "run_dir")  # fmt: skip
+               "save_model", "track", "wandb_project", "device", "threads", "compile", "cudagraphs", "run_dir", "capture_video")  # fmt: skip
 
 
 def resumed_args(args, state: dict):
