@@ -18,8 +18,9 @@ leave the mean unbounded.
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
+import minari
 import numpy as np
 import torch
 import torch.nn as nn
@@ -317,6 +318,20 @@ def main(args: Args) -> training.RunResult:
             for tag, evaluated in policies.items():
                 run.evaluate(step, evaluated, dataset, mse_states, tag)
     return run.result()
+
+
+def make_policy(
+    args: Args, dataset: minari.MinariDataset, state: dict, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """The policy whose score main() reports, rebuilt from a checkpoint's state (tools/evaluate.py reads any run's
+    checkpoint.pt with it): raw observations in, actions out."""
+    normalizer, low, high = data.Normalizer(**state["normalizer"]), dataset.action_space.low, dataset.action_space.high
+    obs_dim, act_dim = normalizer.mean.shape[0], len(low)
+    networks = {"actor": Actor(obs_dim, act_dim, args.hidden_dim, low, high).to(device)}
+    for name, network in networks.items():  # for acting only: no dropout, no gradients (--export traces them as constants)
+        network.load_state_dict(state["models"][name])
+        network.eval().requires_grad_(False)
+    return lambda obs: networks["actor"](normalizer(obs))
 
 
 if __name__ == "__main__":

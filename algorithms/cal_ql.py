@@ -19,7 +19,9 @@ The actor's log-std is clamped to [-20, 2] and its mean is not clamped, as in CO
 import copy
 import math
 from dataclasses import dataclass, replace
+from typing import Callable
 
+import minari
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -356,6 +358,22 @@ def main(args: Args) -> training.RunResult:
         if run.evaluating(step):
             run.evaluate(step, policy, dataset, {"train": train.observations, "valid": valid.observations})
     return run.result()
+
+
+def make_policy(
+    args: Args, dataset: minari.MinariDataset, state: dict, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """The policy whose score main() reports, rebuilt from a checkpoint's state (tools/evaluate.py reads any run's
+    checkpoint.pt with it): raw observations in, actions out."""
+    normalizer, low, high = data.Normalizer(**state["normalizer"]), dataset.action_space.low, dataset.action_space.high
+    obs_dim, act_dim = normalizer.mean.shape[0], len(low)
+    networks = {"actor": TanhGaussianActor(obs_dim, act_dim, args.hidden_dim, args.hidden_layers).to(device)}
+    for name, network in networks.items():  # for acting only: no dropout, no gradients (--export traces them as constants)
+        network.load_state_dict(state["models"][name])
+        network.eval().requires_grad_(False)
+    low, high = (torch.tensor(x, dtype=torch.float32, device=device) for x in (low, high))
+    action_scale, action_bias = (high - low) / 2, (high + low) / 2
+    return lambda obs: torch.tanh(networks["actor"](normalizer(obs))[0]) * action_scale + action_bias  # tanh(mu)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ Departures from the paper: observations are standardised with std + 1e-3 (the pa
 """
 
 from dataclasses import dataclass
+from typing import Callable
 
+import minari
 import numpy as np
 import torch
 import torch.nn as nn
@@ -308,6 +310,24 @@ def main(args: Args) -> training.RunResult:
                 policy.reset(target)
                 run.evaluate(step, policy, dataset, tag=f"_target_{target:g}" if i else "", on_reward=policy.on_reward)
     return run.result()
+
+
+def make_policy(
+    args: Args, dataset: minari.MinariDataset, state: dict, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """The policy whose score main() reports, rebuilt from a checkpoint's state (tools/evaluate.py reads any run's
+    checkpoint.pt with it): raw observations in, actions out."""
+    normalizer, low, high = data.Normalizer(**state["normalizer"]), dataset.action_space.low, dataset.action_space.high
+    obs_dim, act_dim = normalizer.mean.shape[0], len(low)
+    networks = {"model": DecisionTransformer(obs_dim, act_dim, args, low, high).to(device)}
+    for name, network in networks.items():  # for acting only: no dropout, no gradients (--export traces them as constants)
+        network.load_state_dict(state["models"][name])
+        network.eval().requires_grad_(False)
+    train, _ = data.split_by_episode(data.to_transitions(dataset, device), args.validation_fraction)
+    rtg_scale, target_returns = return_conditioning(train, args)
+    policy = ContextPolicy(networks["model"], normalizer, args.context_length, rtg_scale)
+    policy.reset(target_returns[0])  # the headline target; evaluate it with on_reward=policy.on_reward
+    return policy
 
 
 if __name__ == "__main__":

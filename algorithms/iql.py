@@ -24,7 +24,9 @@ to go online: its losses only ever use the actions in the batch, whoever collect
 import copy
 import math
 from dataclasses import dataclass, replace
+from typing import Callable
 
+import minari
 import numpy as np
 import torch
 import torch.nn as nn
@@ -325,6 +327,20 @@ def main(args: Args) -> training.RunResult:
             run.evaluate(step, policy, dataset, {"train": train.observations, "valid": valid.observations})
             actor.train()
     return run.result()
+
+
+def make_policy(
+    args: Args, dataset: minari.MinariDataset, state: dict, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """The policy whose score main() reports, rebuilt from a checkpoint's state (tools/evaluate.py reads any run's
+    checkpoint.pt with it): raw observations in, actions out."""
+    normalizer, low, high = data.Normalizer(**state["normalizer"]), dataset.action_space.low, dataset.action_space.high
+    obs_dim, act_dim = normalizer.mean.shape[0], len(low)
+    networks = {"actor": GaussianActor(obs_dim, act_dim, args.hidden_dim, low, high, args.actor_dropout).to(device)}
+    for name, network in networks.items():  # for acting only: no dropout, no gradients (--export traces them as constants)
+        network.load_state_dict(state["models"][name])
+        network.eval().requires_grad_(False)
+    return lambda obs: networks["actor"](normalizer(obs))  # the mean action
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ log-std soft-clamped to [-1, 1] and [-5, 0]); the reverse-KL term is estimated f
 import copy
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
+import minari
 import numpy as np
 import torch
 import torch.nn as nn
@@ -307,6 +308,24 @@ def main(args: Args) -> training.RunResult:
         if run.evaluating(step):
             run.evaluate(step, policy, dataset, {"train": train.observations, "valid": valid.observations})
     return run.result()
+
+
+def make_policy(
+    args: Args, dataset: minari.MinariDataset, state: dict, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """The policy whose score main() reports, rebuilt from a checkpoint's state (tools/evaluate.py reads any run's
+    checkpoint.pt with it): raw observations in, actions out."""
+    normalizer, low, high = data.Normalizer(**state["normalizer"]), dataset.action_space.low, dataset.action_space.high
+    obs_dim, act_dim = normalizer.mean.shape[0], len(low)
+    networks = {"behaviour": GaussianPolicy(obs_dim, act_dim, args.hidden_dim, low, high).to(device),
+                "actor": GaussianPolicy(obs_dim, act_dim, args.hidden_dim, low, high).to(device),
+                "target_critic": Critics(obs_dim, act_dim, args.hidden_dim, args.num_critics).to(device)}  # fmt: skip
+    for name, network in networks.items():  # for acting only: no dropout, no gradients (--export traces them as constants)
+        network.load_state_dict(state["models"][name])
+        network.eval().requires_grad_(False)
+    if args.improvement == "easy_bcq":
+        return lambda obs: easy_bcq_action(networks["target_critic"], networks["behaviour"], normalizer(obs), args.num_action_samples)
+    return lambda obs: networks["actor"](normalizer(obs))
 
 
 if __name__ == "__main__":
