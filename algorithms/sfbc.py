@@ -244,11 +244,11 @@ def update_value(
 @torch.no_grad()
 def sfbc_action(obs: torch.Tensor, actor: Actor, critics: Critics, num_samples: int, max_rows: int = 65_536) -> torch.Tensor:
     """pi(s) = argmax over num_samples actions a_j ~ pi_beta(.|s) of min_i Q_i(s, a_j); obs normalised."""
-    if len(obs) * num_samples > max_rows:  # many states (the MSE analysis): a chunk at a time bounds memory
+    if obs.shape[0] * num_samples > max_rows:  # many states (the MSE analysis): a chunk at a time bounds memory
         return torch.cat([sfbc_action(part, actor, critics, num_samples) for part in obs.split(max_rows // num_samples)])
     candidates = actor.sample(obs, num_samples)  # (N, B, act_dim)
-    q = critics(obs.repeat(num_samples, 1), candidates.flatten(0, 1)).min(0).values.view(num_samples, len(obs))
-    return candidates[q.argmax(0), torch.arange(len(obs), device=obs.device)]
+    q = critics(obs.repeat(num_samples, 1), candidates.flatten(0, 1)).min(0).values.view(num_samples, obs.shape[0])
+    return candidates[q.argmax(0), torch.arange(obs.shape[0], device=obs.device)]
 
 
 def update_actor(
