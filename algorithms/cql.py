@@ -336,9 +336,9 @@ def make_policy(
     normalizer, low, high = data.Normalizer(**state["normalizer"]), dataset.action_space.low, dataset.action_space.high
     obs_dim, act_dim = normalizer.mean.shape[0], len(low)
     networks = {"actor": TanhGaussianActor(obs_dim, act_dim, args.hidden_dim, args.hidden_layers).to(device)}
-    for name, network in networks.items():  # for acting only: no dropout, no gradients (--export traces them as constants)
+    for name, network in networks.items():  # eval(): no dropout, as main() evaluates
         network.load_state_dict(state["models"][name])
-        network.eval().requires_grad_(False)
+        network.eval()
     low, high = (torch.tensor(x, dtype=torch.float32, device=device) for x in (low, high))
     action_scale, action_bias = (high - low) / 2, (high + low) / 2
     return lambda obs: torch.tanh(networks["actor"](normalizer(obs))[0]) * action_scale + action_bias  # tanh(mu)

@@ -320,9 +320,9 @@ def make_policy(
     normalizer, low, high = data.Normalizer(**state["normalizer"]), dataset.action_space.low, dataset.action_space.high
     obs_dim, act_dim = normalizer.mean.shape[0], len(low)
     networks = {"model": DecisionTransformer(obs_dim, act_dim, args, low, high).to(device)}
-    for name, network in networks.items():  # for acting only: no dropout, no gradients (--export traces them as constants)
+    for name, network in networks.items():  # eval(): no dropout, as main() evaluates
         network.load_state_dict(state["models"][name])
-        network.eval().requires_grad_(False)
+        network.eval()
     train, _ = data.split_by_episode(data.to_transitions(dataset, device), args.validation_fraction)
     rtg_scale, target_returns = return_conditioning(train, args)
     policy = ContextPolicy(networks["model"], normalizer, args.context_length, rtg_scale)

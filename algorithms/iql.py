@@ -337,9 +337,9 @@ def make_policy(
     normalizer, low, high = data.Normalizer(**state["normalizer"]), dataset.action_space.low, dataset.action_space.high
     obs_dim, act_dim = normalizer.mean.shape[0], len(low)
     networks = {"actor": GaussianActor(obs_dim, act_dim, args.hidden_dim, low, high, args.actor_dropout).to(device)}
-    for name, network in networks.items():  # for acting only: no dropout, no gradients (--export traces them as constants)
+    for name, network in networks.items():  # eval(): no dropout, as main() evaluates
         network.load_state_dict(state["models"][name])
-        network.eval().requires_grad_(False)
+        network.eval()
     return lambda obs: networks["actor"](normalizer(obs))  # the mean action
 
 

@@ -320,9 +320,9 @@ def make_policy(
     networks = {"behaviour": GaussianPolicy(obs_dim, act_dim, args.hidden_dim, low, high).to(device),
                 "actor": GaussianPolicy(obs_dim, act_dim, args.hidden_dim, low, high).to(device),
                 "target_critic": Critics(obs_dim, act_dim, args.hidden_dim, args.num_critics).to(device)}  # fmt: skip
-    for name, network in networks.items():  # for acting only: no dropout, no gradients (--export traces them as constants)
+    for name, network in networks.items():  # eval(): no dropout, as main() evaluates
         network.load_state_dict(state["models"][name])
-        network.eval().requires_grad_(False)
+        network.eval()
     if args.improvement == "easy_bcq":
         return lambda obs: easy_bcq_action(networks["target_critic"], networks["behaviour"], normalizer(obs), args.num_action_samples)
     return lambda obs: networks["actor"](normalizer(obs))

@@ -331,9 +331,9 @@ def make_policy(
     obs_dim, act_dim = normalizer.mean.shape[0], len(low)
     networks = {"actor": Actor(obs_dim, act_dim, args.hidden_dim, low, high).to(device),
                 "critic": Critics(obs_dim, act_dim, args.hidden_dim, args.num_critics, args.layer_norm).to(device)}
-    for name, network in networks.items():  # for acting only: no dropout, no gradients (--export traces them as constants)
+    for name, network in networks.items():  # eval(): no dropout, as main() evaluates
         network.load_state_dict(state["models"][name])
-        network.eval().requires_grad_(False)
+        network.eval()
     return lambda obs: sfbc_action(normalizer(obs), networks["actor"], networks["critic"], args.num_samples[-1])  # the last N
 
 
