@@ -82,7 +82,7 @@ class Args:
     eval_episodes: int = 10
     """episodes per evaluation and target return, run in parallel in a vector env (0 = no evaluation)"""
     capture_video: bool = False
-    """record the first episode of each evaluation: run_dir/<run name>/videos/step_<N>.mp4 and TensorBoard's Images tab (MuJoCo without a display: MUJOCO_GL=egl on a GPU, MUJOCO_GL=osmesa with Debian's libosmesa6)"""
+    """record the first episode of each evaluation: run_dir/<run name>/videos/step_<N>.mp4 and TensorBoard's Images tab (MuJoCo without a display: MUJOCO_GL=egl, or MUJOCO_GL=osmesa with Debian's libosmesa6)"""
     log_every: int = 250
     """write losses to TensorBoard every this many updates"""
     run_dir: str = "runs"

@@ -81,7 +81,13 @@ def run_episodes(policy, envs, seed, to_numpy=False, device="cpu", on_reward=Non
     alive, visited, successes = np.ones(num_envs, bool), [], None
     recorded = envs.unwrapped.envs[0] if frames is not None else None
     if recorded:
-        frames.append(recorded.render())
+        try:
+            frames.append(recorded.render())
+        except Exception as error:  # noqa: BLE001 - MuJoCo and pygame fail in many ways without a display
+            raise RuntimeError(
+                f"--capture-video could not render {recorded.spec.id if recorded.spec else 'the env'} ({type(error).__name__}: "
+                f"{error}): without a display, set MUJOCO_GL=egl, or MUJOCO_GL=osmesa after `apt-get install libosmesa6`."
+            ) from error
     while alive.any():
         flat = data.flatten_observation(observation)
         visited.append(flat[alive])

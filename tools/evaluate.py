@@ -50,7 +50,7 @@ class Args:
     seed: int | None = None
     """env i starts from seed evaluation.first_seed(seed) + i (default: the run's --seed, whose evaluations used the same episodes)"""
     capture_video: bool = False
-    """record the first episode as <video-dir>/<algorithm>_step<N>.mp4 (MuJoCo without a display: MUJOCO_GL=egl on a GPU, MUJOCO_GL=osmesa with Debian's libosmesa6)"""
+    """record the first episode as <video-dir>/<algorithm>_step<N>.mp4 (MuJoCo without a display: MUJOCO_GL=egl, or MUJOCO_GL=osmesa with Debian's libosmesa6)"""
     video_dir: str | None = None
     """where --capture-video writes (default: videos/ beside the policy file)"""
     export: str | None = None
