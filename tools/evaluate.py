@@ -27,6 +27,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Annotated, Callable
 
+import minari
 import numpy as np
 import torch
 import tyro
@@ -62,7 +63,7 @@ class Args:
     download_dir: str = "hub"
     """--from-hub downloads the repo into download_dir/<user>__<name>/"""
     device: str = "auto"
-    """auto (CUDA when present), cpu, cuda or cuda:N"""
+    """auto (CUDA when present), cpu, cuda or cuda:N, for a checkpoint's policy (an exported one runs on the CPU)"""
     threads: int = 1
     """torch CPU threads"""
 
@@ -81,7 +82,7 @@ class Evaluated:
 
 
 class ExportedPolicy(torch.nn.Module):
-    """A policy callable as one module, for torch.export; make_policy() froze its networks (no gradients)."""
+    """A policy callable as one module, for torch.export: its networks' weights become constants of the program."""
 
     def __init__(self, policy: Callable[[torch.Tensor], torch.Tensor]):
         super().__init__()
@@ -91,12 +92,13 @@ class ExportedPolicy(torch.nn.Module):
         return self.policy(observations)
 
 
-def load_policy(path: str, device: torch.device) -> tuple[Callable[[torch.Tensor], torch.Tensor], dict]:
-    """(policy, metadata) of a checkpoint.pt (through its script's make_policy) or of an exported .pt2."""
+def load_policy(path: str, device: torch.device) -> tuple[Callable[[torch.Tensor], torch.Tensor], dict, minari.MinariDataset]:
+    """(policy, metadata, dataset) of a checkpoint.pt (through its script's make_policy) or of an exported .pt2."""
     if path.endswith(".pt2"):
         extra = {METADATA: ""}
         program = torch.export.load(path, extra_files=extra)
-        return program.module().to(device), json.loads(extra[METADATA])
+        metadata = json.loads(extra[METADATA])
+        return program.module(), metadata, data.load_dataset(metadata["dataset"])
     state = checkpoints.read_checkpoint(path, device)
     script = importlib.import_module(state["algorithm"])
     if not hasattr(script, "make_policy"):
@@ -105,7 +107,7 @@ def load_policy(path: str, device: torch.device) -> tuple[Callable[[torch.Tensor
     dataset = data.load_dataset(args.dataset)
     metadata = {"algorithm": state["algorithm"], "dataset": args.dataset, "step": state["step"], "seed": args.seed,
                 "eval_episodes": args.eval_episodes, "args": state["args"]}  # fmt: skip
-    return script.make_policy(args, dataset, state, device), metadata
+    return script.make_policy(args, dataset, state, device), metadata, dataset
 
 
 def export(policy: Callable, metadata: dict, example: torch.Tensor, path: str) -> str:
@@ -191,12 +193,11 @@ def main(args: Args) -> Evaluated:
     if args.episodes < 0 or (args.episodes == 0 and args.capture_video):
         raise ValueError(f"--episodes must be 0 or more (at least 1 with --capture-video), got {args.episodes}.")
     torch.set_num_threads(args.threads)
-    device = training.resolve_device(args.device)
     path = pull_from_hub(args.policy, args.download_dir) if args.from_hub else args.policy
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No policy at '{path}': pass a run's checkpoint.pt, a policy.pt2, or a Hub repo id with --from-hub.")
-    policy, metadata = load_policy(path, device)
-    dataset = data.load_dataset(metadata["dataset"])
+    device = torch.device("cpu") if path.endswith(".pt2") else training.resolve_device(args.device)  # exported: for the CPU
+    policy, metadata, dataset = load_policy(path, device)
     seed = metadata["seed"] if args.seed is None else args.seed
     evaluated = Evaluated(float("nan"), float("nan"), float("nan"), None, metadata)
 
