@@ -2,8 +2,8 @@
 
 Lives here: saving (atomically, a full disk named, a dead process's temporary file removed), reading (torch.load
 with weights_only=True: a checkpoint never runs code; a file that is not one is named), refusing another algorithm's
-checkpoint, the Python/numpy/torch generator states, and which flags
---resume may change (RUN_CONTROL) while every other one comes from the checkpoint.
+checkpoint, the Python/numpy/torch generator states, which flags --resume may change (RUN_CONTROL) while every other
+one comes from the checkpoint, and the checkpoint's settings as its script's Args (saved_args).
 Lives elsewhere: when to save and how to resume the loop (training.Run), the data (data.py).
 """
 
@@ -125,7 +125,7 @@ def load_checkpoint(path: str, algorithm: str | tuple[str, ...], device: torch.d
 
 # Flags that steer a run, not what it learns: --resume may change them; any other flag comes from the checkpoint.
 RUN_CONTROL = ("total_steps", "online_steps", "resume", "progress", "eval_every", "eval_episodes", "log_every", "checkpoint_every",
-               "save_model", "track", "wandb_project", "device", "threads", "compile", "cudagraphs", "run_dir")  # fmt: skip
+               "save_model", "track", "wandb_project", "device", "threads", "compile", "cudagraphs", "run_dir", "capture_video")  # fmt: skip
 
 
 def resumed_args(args, state: dict):
@@ -152,8 +152,15 @@ def resumed_args(args, state: dict):
             f"--resume continues the run in {args.resume} with its own settings, and this command changes "
             f"{', '.join(conflicts)}: drop those flags, or start a new run without --resume."
         )
-    learned = {name: _restore_type(getattr(defaults, name), saved[name]) for name in saved if name not in RUN_CONTROL and hasattr(args, name)}
-    return replace(args, **learned)
+    restored = saved_args(defaults, state)
+    return replace(args, **{name: getattr(restored, name) for name in saved if name not in RUN_CONTROL and hasattr(args, name)})
+
+
+def saved_args(defaults, state: dict):
+    """The checkpoint's settings as its script's Args (`defaults`: Args()), tuples as tuples; a setting the script
+    no longer has is left out, one it has gained keeps its default."""
+    saved = {name: _restore_type(getattr(defaults, name), value) for name, value in state["args"].items() if hasattr(defaults, name)}
+    return replace(defaults, **saved)
 
 
 def _plain(value):

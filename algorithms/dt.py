@@ -13,7 +13,9 @@ Departures from the paper: observations are standardised with std + 1e-3 (the pa
 """
 
 from dataclasses import dataclass
+from typing import Callable
 
+import minari
 import numpy as np
 import torch
 import torch.nn as nn
@@ -78,6 +80,8 @@ class Args:
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
     """episodes per evaluation and target return, run in parallel in a vector env (0 = no evaluation)"""
+    capture_video: bool = False
+    """record the first episode of each evaluation: run_dir/<run name>/videos/step_<N>.mp4 and TensorBoard's Images tab (MuJoCo without a display: MUJOCO_GL=egl, or MUJOCO_GL=osmesa with Debian's libosmesa6)"""
     log_every: int = 250
     """write losses to TensorBoard every this many updates"""
     run_dir: str = "runs"
@@ -321,6 +325,24 @@ def main(args: Args) -> training.RunResult:
                 policy.reset(target)
                 run.evaluate(step, policy, dataset, tag=f"_target_{target:g}" if i else "", on_reward=policy.on_reward)
     return run.result()
+
+
+def make_policy(
+    args: Args, dataset: minari.MinariDataset, state: dict, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """The policy whose score main() reports, rebuilt from a checkpoint's state (tools/evaluate.py reads any run's
+    checkpoint.pt with it): raw observations in, actions out."""
+    normalizer, low, high = data.Normalizer(**state["normalizer"]), dataset.action_space.low, dataset.action_space.high
+    obs_dim, act_dim = normalizer.mean.shape[0], len(low)
+    networks = {"model": DecisionTransformer(obs_dim, act_dim, args, low, high).to(device)}
+    for name, network in networks.items():  # eval(): no dropout, as main() evaluates
+        network.load_state_dict(state["models"][name])
+        network.eval()
+    train, _ = data.split_by_episode(data.to_transitions(dataset, device), args.validation_fraction)
+    rtg_scale, target_returns = return_conditioning(train, args)
+    policy = ContextPolicy(networks["model"], normalizer, args.context_length, rtg_scale)
+    policy.reset(target_returns[0])  # the headline target; evaluate it with on_reward=policy.on_reward
+    return policy
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ to go online: its losses only ever use the actions in the batch, whoever collect
 import copy
 import math
 from dataclasses import dataclass, replace
+from typing import Callable
 
+import minari
 import numpy as np
 import torch
 import torch.nn as nn
@@ -96,6 +98,8 @@ class Args:
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
     """episodes per evaluation, run in parallel in a vector env (0 = no evaluation)"""
+    capture_video: bool = False
+    """record the first episode of each evaluation: run_dir/<run name>/videos/step_<N>.mp4 and TensorBoard's Images tab (MuJoCo without a display: MUJOCO_GL=egl, or MUJOCO_GL=osmesa with Debian's libosmesa6)"""
     log_every: int = 500
     """write losses to TensorBoard every this many updates"""
     run_dir: str = "runs"
@@ -348,6 +352,20 @@ def main(args: Args) -> training.RunResult:
             run.evaluate(step, policy, dataset, {"train": train.observations, "valid": valid.observations})
             actor.train()
     return run.result()
+
+
+def make_policy(
+    args: Args, dataset: minari.MinariDataset, state: dict, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """The policy whose score main() reports, rebuilt from a checkpoint's state (tools/evaluate.py reads any run's
+    checkpoint.pt with it): raw observations in, actions out."""
+    normalizer, low, high = data.Normalizer(**state["normalizer"]), dataset.action_space.low, dataset.action_space.high
+    obs_dim, act_dim = normalizer.mean.shape[0], len(low)
+    networks = {"actor": GaussianActor(obs_dim, act_dim, args.hidden_dim, low, high, args.actor_dropout).to(device)}
+    for name, network in networks.items():  # eval(): no dropout, as main() evaluates
+        network.load_state_dict(state["models"][name])
+        network.eval()
+    return lambda obs: networks["actor"](normalizer(obs))  # the mean action
 
 
 if __name__ == "__main__":

@@ -47,6 +47,8 @@ class Args:
     """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
     eval_episodes: int = 10
     """episodes per evaluated policy, run in parallel in a vector env (at least 1: evaluating is all this script does)"""
+    capture_video: bool = False
+    """record the first episode of each evaluation: run_dir/<run name>/videos/step_<N>.mp4 and TensorBoard's Images tab (MuJoCo without a display: MUJOCO_GL=egl, or MUJOCO_GL=osmesa with Debian's libosmesa6)"""
     run_dir: str = "runs"
     """TensorBoard logs go to run_dir/<run name>/"""
     exp_name: str = "opex"

@@ -1,12 +1,11 @@
 """Everything around a training loop, written once so that each script's main() shows its algorithm.
 
 Lives here: `Run` (seeds, device, the run folder, TensorBoard and W&B, the step loop with its progress bar,
-checkpoints as asked, on Ctrl-C/SIGTERM and when the loop stops on an error, resume, NaN stops, evaluation logging,
-the final line), `RunResult` (what main() returns), the device choice, the --compile / --cudagraphs wrapper of an
-update function, and the command line with named recipes (`cli`: `script.py RECIPE [flags]`). Lives elsewhere: the
-recipes themselves (beside each script's Args), writing and reading checkpoints (checkpoints.py), running evaluation
-episodes (evaluation.py),
-the data (data.py), the online phase's env (finetuning.py).
+checkpoints as asked, on Ctrl-C/SIGTERM and when the loop stops on an error, resume, NaN stops, evaluation logging
+and its videos, the final line), `RunResult` (what main() returns), the device choice, the --compile / --cudagraphs
+wrapper of an update function, and the command line with named recipes (`cli`: `script.py RECIPE [flags]`).
+Lives elsewhere: the recipes themselves (beside each script's Args), writing and reading checkpoints (checkpoints.py),
+running evaluation episodes (evaluation.py), the data (data.py), the online phase's env (finetuning.py).
 """
 
 from __future__ import annotations
@@ -23,9 +22,11 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import minari
+import imageio.v3 as iio
 import numpy as np
 import torch
 import tyro
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -143,7 +144,8 @@ class Run:
             self.first_step = self._state["step"] + 1
         if self.args.eval_episodes > 0 or getattr(self.args, "online_steps", 0) > 0:
             # built now: a dataset whose env cannot be built here is found before step 1, not after training
-            self._envs = evaluation.make_eval_envs(minari.load_dataset(self.dataset_id), max(self.args.eval_episodes, 1))
+            dataset = minari.load_dataset(self.dataset_id)
+            self._envs = evaluation.make_eval_envs(dataset, max(self.args.eval_episodes, 1), self.args.capture_video)
         args, _ = self.args, self.writer
         self._start = time.time()
         progress = tqdm(range(self.first_step, self.last_step + 1), disable=not args.progress, desc=self.name[:40], mininterval=1.0)
@@ -203,9 +205,8 @@ class Run:
         return checkpoints.load_checkpoint(self.args.checkpoint, algorithms, self.device)
 
     def eval_seed(self, round: int = 0) -> int:
-        """Env i of the vector env starts from seed eval_seed() + i: disjoint across --seed (up to 100k episodes each),
-        so that "± std over seeds" counts different start states, not the same ones again."""
-        return 1_000 + 100_000 * self.args.seed + round * self.args.eval_episodes
+        """The first env seed of an evaluation (evaluation.first_seed): the same start states every evaluation."""
+        return evaluation.first_seed(self.args.seed, round, self.args.eval_episodes)
 
     def updates_per_s(self) -> float:
         return (self.step - self.first_step + 1) / max(time.time() - self._start - self._eval_seconds, 1e-9)
@@ -229,7 +230,7 @@ class Run:
         scripted expert on the given states and on the visited ones (mse/<split>_expert, Park et al. 2024)."""
         started = time.time()
         if self._envs is None:
-            self._envs = evaluation.make_eval_envs(dataset, self.args.eval_episodes)
+            self._envs = evaluation.make_eval_envs(dataset, self.args.eval_episodes, self.args.capture_video)
         result = evaluation.evaluate(policy, self._envs, dataset, seed=self.eval_seed(), device=self.device, on_reward=on_reward)
         states = {**(mse_states or {}), "eval": result.observations}
         self.record(step, result, {split: evaluation.expert_action_mse(policy, dataset.id, s, self.device) for split, s in states.items()}, tag)
@@ -246,6 +247,9 @@ class Run:
         for split, mse in expert_mse.items():
             if np.isfinite(mse):
                 self.writer.add_scalar(f"mse/{split}_expert{tag}", mse, step)
+        if result.frames is not None:  # --capture-video
+            evaluation.write_video(result.frames, os.path.join(self.path, "videos", f"step_{step}{tag}.mp4"), result.fps)
+            self.add_gif(f"eval/video{tag}", result.frames, result.fps, step)
         if tag:
             self.policy_scores[tag.lstrip("_")] = result.normalized_mean
         else:
@@ -255,6 +259,17 @@ class Run:
             self.success_rate = result.success_rate
             if self._progress is not None:
                 self._progress.set_postfix(score=f"{result.normalized_mean:.1f}")
+
+    def add_gif(self, tag: str, frames: np.ndarray, fps: float, step: int, max_frames: int = 100, max_side: int = 160) -> None:
+        """An episode as an animated GIF in TensorBoard's Images tab, what SummaryWriter.add_video writes, without
+        add_video's moviepy (it needs moviepy<2's moviepy.editor, unmaintained since 2020). Every image stays in
+        the event file: a smaller copy, at most max_frames frames (every k-th, played k times faster) of at most
+        max_side pixels a side."""
+        every, stride = -(-len(frames) // max_frames), -(-max(frames.shape[1:3]) // max_side)
+        small = np.ascontiguousarray(frames[::every, ::stride, ::stride])
+        gif = iio.imwrite("<bytes>", small, extension=".gif", duration=1000 * every / fps, loop=0)
+        image = Summary.Image(height=small.shape[1], width=small.shape[2], colorspace=3, encoded_image_string=gif)
+        self.writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
     def result(self) -> RunResult:
         """Close the run; print and return its numbers."""

@@ -60,6 +60,8 @@ class Args:
     """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
     eval_episodes: int = 10
     """episodes per round, run in parallel in a vector env (at least 1: evaluating is all this script does)"""
+    capture_video: bool = False
+    """record the first episode of each evaluation: run_dir/<run name>/videos/step_<N>.mp4 and TensorBoard's Images tab (MuJoCo without a display: MUJOCO_GL=egl, or MUJOCO_GL=osmesa with Debian's libosmesa6)"""
     run_dir: str = "runs"
     """TensorBoard logs go to run_dir/<run name>/"""
     exp_name: str = "ttt"
@@ -245,10 +247,11 @@ class EpisodeTracker(gym.vector.VectorWrapper):
 
 
 def merge(results: list[evaluation.EvalResult]) -> evaluation.EvalResult:
-    """One EvalResult from several rounds of episodes."""
+    """One EvalResult from several rounds of episodes (the video, if any: the first round's)."""
     fields = ("returns", "lengths", "normalized", "observations")
     successes = None if any(r.successes is None for r in results) else np.concatenate([r.successes for r in results])
-    return evaluation.EvalResult(*(np.concatenate([getattr(r, field) for r in results]) for field in fields), successes)
+    merged = (np.concatenate([getattr(r, field) for r in results]) for field in fields)
+    return evaluation.EvalResult(*merged, successes, results[0].frames, results[0].fps)
 
 
 def main(args: Args) -> training.RunResult:
@@ -279,7 +282,7 @@ def main(args: Args) -> training.RunResult:
     # each round: pi_0 and TTT on the same episodes (round 0: those the training run was evaluated on); TTT's envs
     # tell it when each episode starts and ends, so each episode adapts its own copy on its own states only
     ttt, rounds = TTTPolicy(actor, critics, normalizer, args), []
-    envs = evaluation.make_eval_envs(dataset, args.eval_episodes)
+    envs = evaluation.make_eval_envs(dataset, args.eval_episodes, args.capture_video)
     for r in tqdm(range(args.eval_rounds), disable=not args.progress, desc=run.name[:40]):
         seed = run.eval_seed(round=r)  # new start states each round, disjoint across --seed
         base = evaluation.evaluate(base_policy, envs, dataset, seed=seed, device=device)

@@ -22,18 +22,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = {os.path.relpath(p, ROOT): open(p).read() for p in [os.path.join(ROOT, "README.md"), *sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))]}
 ALGORITHMS = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "algorithms"))
                     if f.endswith(".py") and "\nclass Args" in open(os.path.join(ROOT, "algorithms", f)).read())  # fmt: skip
-# a benchmark's options: the dataclass its command line parses (tyro.cli(XArgs) under __main__)
-BENCHMARKS = {f[:-3]: m.group(1) for f in os.listdir(os.path.join(ROOT, "benchmarks"))
-              if f.endswith(".py") and (m := re.search(r"tyro\.cli\((\w+)\)\)", open(os.path.join(ROOT, "benchmarks", f)).read()))}  # fmt: skip
+# a benchmark's or tool's options: the dataclass its command line parses (tyro.cli(XArgs) under __main__)
+BENCHMARKS = {(folder, f[:-3]): m.group(1) for folder in ("benchmarks", "tools") for f in os.listdir(os.path.join(ROOT, folder))
+              if f.endswith(".py") and (m := re.search(r"tyro\.cli\((\w+)\)\)", open(os.path.join(ROOT, folder, f)).read()))}  # fmt: skip
 SHARED = ("data", "evaluation", "training", "checkpoints", "checks", "finetuning", "local_suite")  # functions any page may name
 OTHER_TOOLS = {"logdir", "randomly-seed", "head"}  # flags of tensorboard, pytest-randomly, ray start
-COMMAND = re.compile(r"python (algorithms|benchmarks)/(\w+)\.py([^`\n;|]*)")
+COMMAND = re.compile(r"python (algorithms|benchmarks|tools)/(\w+)\.py([^`\n;|]*)")
 FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9-]*)")
 
 
 def options(folder: str, script: str) -> type:
     module = importlib.import_module(script)
-    return module.Args if folder == "algorithms" else getattr(module, BENCHMARKS[script])
+    return module.Args if folder == "algorithms" else getattr(module, BENCHMARKS[folder, script])
 
 
 def flags_of(cls: type) -> set[str]:
@@ -45,15 +45,15 @@ def flags_of(cls: type) -> set[str]:
 
 
 def about(text: str) -> set[tuple[str, str]]:
-    """The scripts a page is about: every algorithms/X.py or benchmarks/Y.py it names; a page naming no algorithm is
+    """The scripts a page is about: every algorithms/X.py, benchmarks/Y.py or tools/Z.py it names; a page naming no algorithm is
     about all of them (what every script shares: metrics, datasets, the run plumbing)."""
     named = {("algorithms", s) for s in ALGORITHMS if f"algorithms/{s}.py" in text or f"`{s}.py`" in text}
     named = named or {("algorithms", s) for s in ALGORITHMS}
-    return named | {("benchmarks", s) for s in BENCHMARKS if f"benchmarks/{s}.py" in text}
+    return named | {(folder, s) for folder, s in BENCHMARKS if f"{folder}/{s}.py" in text}
 
 
 COMMANDS = [(page, *m.groups()) for page, text in PAGES.items() for m in COMMAND.finditer(text)
-            if m.group(2) in (ALGORITHMS if m.group(1) == "algorithms" else BENCHMARKS)]  # fmt: skip
+            if (m.group(2) in ALGORITHMS if m.group(1) == "algorithms" else m.groups()[:2] in BENCHMARKS)]  # fmt: skip
 
 
 @pytest.mark.parametrize(("page", "folder", "script", "arguments"), COMMANDS)
