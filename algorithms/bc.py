@@ -15,6 +15,8 @@ import torch.nn as nn
 import tyro
 
 import data
+import evaluation
+import training
 
 
 @dataclass
@@ -98,9 +100,9 @@ def update(
     return {"losses/actor": loss.detach()}
 
 
-def main(args: Args) -> data.RunResult:
+def main(args: Args) -> training.RunResult:
     variant = f"top{args.top_fraction:g}" if args.top_fraction < 1 else ""  # BC and 10% BC runs get their own folders
-    run = data.Run("bc", args, variant)  # seeds, device, run folder, TensorBoard; --resume: the checkpoint's settings
+    run = training.Run("bc", args, variant)  # seeds, device, run folder, TensorBoard; --resume: the checkpoint's settings
     args, device = run.args, run.device
 
     # data: every transition (a validation split if asked), then the top episodes of train for %BC, states normalised
@@ -113,14 +115,14 @@ def main(args: Args) -> data.RunResult:
 
     actor = Actor(obs_dim, act_dim, args.hidden_dim, dataset.action_space.low, dataset.action_space.high).to(device)
     optimizers = {"actor": torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True)}  # fused: one kernel
-    update_step = data.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
+    update_step = training.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
     policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, actions out
 
     models = {"actor": actor, "optimizer": optimizers["actor"]}  # everything an exact continuation needs
     for step in run.steps(models, normalizer):
         metrics = update_step(train_batches.sample(args.batch_size), actor, optimizers)
         if run.logging(step):
-            run.log(step, metrics | data.validation_mse(policy, valid))
+            run.log(step, metrics | evaluation.validation_mse(policy, valid))
         if run.evaluating(step):
             run.evaluate(step, policy, dataset, {"train": train.observations, "valid": valid.observations})
     return run.result()

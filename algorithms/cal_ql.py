@@ -26,6 +26,9 @@ import torch.nn.functional as F
 import tyro
 
 import data
+import evaluation
+import finetuning
+import training
 
 
 @dataclass
@@ -290,12 +293,12 @@ def update(
     }  # fmt: skip
 
 
-def main(args: Args) -> data.RunResult:
+def main(args: Args) -> training.RunResult:
     if args.cql_num_actions <= 0:
         raise ValueError(f"--cql-num-actions must be a positive integer, got {args.cql_num_actions}.")
     if not 0 <= args.mixing_ratio <= 1 or args.online_steps < 0:
         raise ValueError(f"--mixing-ratio must be in [0, 1] and --online-steps 0 or more, got {args.mixing_ratio} and {args.online_steps}.")
-    run = data.Run("cal_ql", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
+    run = training.Run("cal_ql", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
     args, device = run.args, run.device
 
     # data: every transition (a validation split if asked), rewards transformed as the flags ask, states normalised
@@ -314,7 +317,7 @@ def main(args: Args) -> data.RunResult:
         return replace(t, returns_to_go=data.discounted_returns(t, args.gamma))
 
     offline = prepare(train)
-    online = data.OnlineInteraction(dataset, args.seed, device, prepare)  # the env of the online phase, its episodes
+    online = finetuning.OnlineInteraction(dataset, args.seed, device, prepare)  # the env of the online phase, its episodes
 
     actor = TanhGaussianActor(obs_dim, act_dim, args.hidden_dim, args.hidden_layers).to(device)
     critics = Critics(obs_dim, act_dim, args.hidden_dim, args.hidden_layers, args.num_critics).to(device)
@@ -326,7 +329,7 @@ def main(args: Args) -> data.RunResult:
         "alpha": torch.optim.Adam(log_alpha.parameters(), lr=args.actor_lr, fused=True),
         "alpha_prime": torch.optim.Adam(log_alpha_prime.parameters(), lr=args.critic_lr, fused=True),
     }
-    update_step = data.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
+    update_step = training.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
 
     def policy(obs: torch.Tensor) -> torch.Tensor:  # raw observations in, the deterministic tanh(mu) action out
         return torch.tanh(actor(normalizer(obs))[0]) * action_scale + action_bias
@@ -347,7 +350,7 @@ def main(args: Args) -> data.RunResult:
             batch = online.sample(offline, args.batch_size, args.mixing_ratio)
         metrics = update_step(batch, actor, critics, critics_target, log_alpha, log_alpha_prime, optimizers, args, step)
         if run.logging(step):
-            run.log(step, metrics | online.metrics() | data.validation_mse(policy, valid))
+            run.log(step, metrics | online.metrics() | evaluation.validation_mse(policy, valid))
         if run.evaluating(step):
             run.evaluate(step, policy, dataset, {"train": train.observations, "valid": valid.observations})
     return run.result()

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 import tyro
 
 import data
+import evaluation
+import training
 
 
 @dataclass
@@ -275,10 +277,10 @@ def update(
     }  # fmt: skip
 
 
-def main(args: Args) -> data.RunResult:
+def main(args: Args) -> training.RunResult:
     if args.cql_num_actions <= 0:
         raise ValueError(f"--cql-num-actions must be a positive integer, got {args.cql_num_actions}.")
-    run = data.Run("cql", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
+    run = training.Run("cql", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
     args, device = run.args, run.device
 
     # data: every transition (a validation split if asked), rewards transformed as the flags ask, states normalised
@@ -303,7 +305,7 @@ def main(args: Args) -> data.RunResult:
         "alpha": torch.optim.Adam(log_alpha.parameters(), lr=args.actor_lr, fused=True),
         "alpha_prime": torch.optim.Adam(log_alpha_prime.parameters(), lr=args.critic_lr, fused=True),
     }
-    update_step = data.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
+    update_step = training.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
 
     def policy(obs: torch.Tensor) -> torch.Tensor:  # raw observations in, the deterministic tanh(mu) action out
         return torch.tanh(actor(normalizer(obs))[0]) * action_scale + action_bias
@@ -316,7 +318,7 @@ def main(args: Args) -> data.RunResult:
         batch = train_batches.sample(args.batch_size)
         metrics = update_step(batch, actor, critics, critics_target, log_alpha, log_alpha_prime, optimizers, args, step)
         if run.logging(step):
-            run.log(step, metrics | data.validation_mse(policy, valid))
+            run.log(step, metrics | evaluation.validation_mse(policy, valid))
         if run.evaluating(step):
             run.evaluate(step, policy, dataset, {"train": train.observations, "valid": valid.observations})
     return run.result()

@@ -24,6 +24,8 @@ import torch.nn as nn
 import tyro
 
 import data
+import evaluation
+import training
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # bounds of the Gaussian policy's log std (IQL)
 MSE_STATES = 2_000  # training and validation states on which the action MSE to the expert is measured
@@ -265,8 +267,8 @@ def update_actor(
     return {"losses/actor": actor_loss.detach(), "losses/q": q_loss.detach(), "losses/bc": bc_loss.detach()}
 
 
-def main(args: Args) -> data.RunResult:
-    run = data.Run("ddpg_bc", args, variant=args.value)  # seeds, device, run folder; --resume: the checkpoint's settings
+def main(args: Args) -> training.RunResult:
+    run = training.Run("ddpg_bc", args, variant=args.value)  # seeds, device, run folder; --resume: the checkpoint's settings
     args, device = run.args, run.device
 
     # data: episodes split into train/validation; value and policy data are nested prefixes of train
@@ -296,8 +298,8 @@ def main(args: Args) -> data.RunResult:
         "actor": torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True),
         "value": torch.optim.Adam([*critics.parameters(), *value_net.parameters()], lr=args.learning_rate, fused=True),
     }
-    value_step = data.compile_step(update_value, args.compile, args.cudagraphs, device)  # speed options; off = eager
-    actor_step = data.compile_step(update_actor, args.compile, args.cudagraphs, device)
+    value_step = training.compile_step(update_value, args.compile, args.cudagraphs, device)  # speed options; off = eager
+    actor_step = training.compile_step(update_actor, args.compile, args.cudagraphs, device)
     policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, the mean action out
     policies = {"": policy}  # the policies evaluated, by the tag of their eval/ and mse/ names ("": the headline)
 
@@ -311,7 +313,7 @@ def main(args: Args) -> data.RunResult:
         metrics |= actor_step(policy_batch, actor, critics, value_net, optimizers, args)
         if run.logging(step):
             valid_losses = validation_losses(valid_batches, critics, critics_target, value_net, args)
-            run.log(step, metrics | valid_losses | data.validation_mse(policy, valid))
+            run.log(step, metrics | valid_losses | evaluation.validation_mse(policy, valid))
         if run.evaluating(step):
             for tag, evaluated in policies.items():
                 run.evaluate(step, evaluated, dataset, mse_states, tag)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 import tyro
 
 import data
+import training
 
 
 @dataclass
@@ -229,7 +230,7 @@ def return_conditioning(train: data.Transitions, args: Args) -> tuple[float, tup
 class ContextPolicy:
     """The evaluation policy: one context of the last K (R, s, a, t) per env of the vector env.
 
-    data.evaluate() calls policy(observations) then on_reward(rewards) every step; all envs start
+    evaluation.evaluate() calls policy(observations) then on_reward(rewards) every step; all envs start
     together, so every context has the same length and needs no padding. A batch of another size (the
     states of the expert action MSE, after an evaluation) starts fresh contexts: each state as a first step.
     """
@@ -264,11 +265,11 @@ class ContextPolicy:
         self.t += 1
 
 
-def main(args: Args) -> data.RunResult:
+def main(args: Args) -> training.RunResult:
     if args.context_length <= 0 or args.embed_dim % args.num_heads:
         raise ValueError(f"--context-length must be positive, and --embed-dim {args.embed_dim} divisible by "
                          f"--num-heads {args.num_heads}.")  # fmt: skip
-    run = data.Run("dt", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
+    run = training.Run("dt", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
     args, device, K = run.args, run.device, run.args.context_length
 
     # data: every transition (a validation split if asked), states normalised; windows are cut from (transitions,
@@ -287,7 +288,7 @@ def main(args: Args) -> data.RunResult:
     optimizers = {"model": torch.optim.AdamW(model.parameters(), learning_rate, weight_decay=args.weight_decay, fused=True)}
     warmup = args.warmup_steps if args.warmup_steps is not None else max(1, args.total_steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizers["model"], lambda step: min(1.0, (step + 1) / max(1, warmup)))
-    update_step = data.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
+    update_step = training.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
     policy = ContextPolicy(model, normalizer, K, rtg_scale)
 
     # everything an exact continuation needs, the warm-up's position included

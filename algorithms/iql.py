@@ -31,6 +31,8 @@ import torch.nn as nn
 import tyro
 
 import data
+import finetuning
+import training
 
 
 @dataclass
@@ -255,12 +257,12 @@ def validation_losses(
     return losses
 
 
-def main(args: Args) -> data.RunResult:
+def main(args: Args) -> training.RunResult:
     if not 0 < args.expectile < 1:
         raise ValueError(f"--expectile must be in (0, 1), got {args.expectile}.")
     if not 0 <= args.mixing_ratio <= 1 or args.online_steps < 0:
         raise ValueError(f"--mixing-ratio must be in [0, 1] and --online-steps 0 or more, got {args.mixing_ratio} and {args.online_steps}.")
-    run = data.Run("iql", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
+    run = training.Run("iql", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
     args, device = run.args, run.device
 
     # data: every transition (a validation split if asked), rewards transformed as the flags ask, states normalised
@@ -271,7 +273,7 @@ def main(args: Args) -> data.RunResult:
     reward_transform = data.reward_transform(train, args.reward_scale, args.reward_shift, args.return_range_scale)
     prepare = lambda t: replace(t.with_observations(normalizer), rewards=reward_transform(t.rewards))  # noqa: E731
     train_batches, valid_batches = prepare(train), prepare(valid)
-    online = data.OnlineInteraction(dataset, args.seed, device, prepare)  # the env of the online phase, its episodes
+    online = finetuning.OnlineInteraction(dataset, args.seed, device, prepare)  # the env of the online phase, its episodes
     r_min, r_max = min(train_batches.rewards.min().item(), 0.0), max(train_batches.rewards.max().item(), 0.0)
     target_range = (r_min / (1 - args.discount), r_max / (1 - args.discount)) if args.clip_target else (-math.inf, math.inf)
 
@@ -288,7 +290,7 @@ def main(args: Args) -> data.RunResult:
     }
     cosine = torch.optim.lr_scheduler.CosineAnnealingLR
     scheduler = cosine(optimizers["actor"], run.last_step) if args.cosine_actor_lr else None  # lr 0 at the last step
-    update_step = data.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
+    update_step = training.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
     policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, mean action out
 
     def explore(obs: torch.Tensor) -> torch.Tensor:  # the online phase acts with a ~ pi(.|s), inside the action box

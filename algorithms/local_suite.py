@@ -1,7 +1,8 @@
 """The local dataset suite: scripted experts, behaviour policies and the builder (no network needed).
 
-`data.load_dataset` calls `build_local_dataset` the first time a local id is asked for; the algorithm
-scripts never import this module. Each dataset is rolled out by a scripted behaviour policy in the
+`data.load_dataset` calls `build_local_dataset` the first time a local id is asked for (data.LOCAL_BUILDERS names
+this module for the `pendulum` and `pointmaze` namespaces); the algorithm scripts never import it, and it imports the
+shared modules, never the reverse. Each dataset is rolled out by a scripted behaviour policy in the
 dataset's env, written as a real Minari dataset (atomically: staged, then renamed), and from then on
 loads through the same `minari.load_dataset` call as any remote id. NOTES.md has the measured design.
 
@@ -30,6 +31,7 @@ import numpy as np
 from minari.data_collector import EpisodeBuffer
 
 import data
+import evaluation
 
 # Scripted experts. Both work on batches of flat observations (numpy) and are exact enough to be
 # the "expert" of the local suite and of the action-MSE analysis (Park et al. 2024).
@@ -137,7 +139,6 @@ MAZE_KINDS = ("expert", "medium", "stitch")
 LOCAL_SUITE = tuple(f"pendulum/{kind}-v0" for kind in PENDULUM_KINDS) + tuple(
     f"pointmaze/{maze}-{kind}-v0" for maze in MAZE_TASKS for kind in MAZE_KINDS
 )
-LOCAL_NAMESPACES = ("pendulum", "pointmaze")  # the Minari servers hold none: an id here is the suite's or the user's
 DEFAULT_TRANSITIONS = 100_000
 SUITE_SEED = 0
 
@@ -284,7 +285,7 @@ def reference_returns(dataset_id: str, episodes: int = 100, seed: int = 10_000) 
     random_policy = lambda o: rng.uniform(low, high, size=(len(o), len(low))).astype(np.float32)  # noqa: E731
     means = []
     for policy in (random_policy, scripted_expert(dataset_id)):
-        returns = data.run_episodes(lambda o, p=policy: p(o), envs, seed, to_numpy=True)[0]
+        returns = evaluation.run_episodes(lambda o, p=policy: p(o), envs, seed, to_numpy=True)[0]
         means.append(float(np.mean(returns)))
     envs.close()
     return means[0], means[1]

@@ -30,6 +30,8 @@ import torch.nn as nn
 import tyro
 
 import data
+import evaluation
+import training
 
 
 @dataclass
@@ -259,10 +261,10 @@ def validation_losses(
     }
 
 
-def main(args: Args) -> data.RunResult:
+def main(args: Args) -> training.RunResult:
     if args.num_action_samples <= 0:
         raise ValueError(f"--num-action-samples must be a positive integer, got {args.num_action_samples}.")
-    run = data.Run("onestep_rl", args)  # seeds, device, run folder, TensorBoard; --resume: the checkpoint's settings
+    run = training.Run("onestep_rl", args)  # seeds, device, run folder, TensorBoard; --resume: the checkpoint's settings
     args, device = run.args, run.device
 
     # data: every transition (a validation split if asked), rewards transformed as the flags ask, states normalised
@@ -284,7 +286,7 @@ def main(args: Args) -> data.RunResult:
         name: torch.optim.Adam(model.parameters(), lr=args.learning_rate, fused=True)  # fused: one kernel per step
         for name, model in (("behaviour", behaviour), ("actor", actor), ("critic", critic))
     }
-    update_step = data.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
+    update_step = training.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
     if args.improvement == "easy_bcq":
         act = lambda obs: easy_bcq_action(target_critic, behaviour, obs, args.num_action_samples)  # noqa: E731
     else:
@@ -299,7 +301,7 @@ def main(args: Args) -> data.RunResult:
         metrics = update_step(batch, behaviour, actor, critic, target_critic, optimizers, args)
         if run.logging(step):
             valid_metrics = validation_losses(valid_batches, behaviour, critic, target_critic, args)
-            run.log(step, metrics | valid_metrics | data.validation_mse(policy, valid))
+            run.log(step, metrics | valid_metrics | evaluation.validation_mse(policy, valid))
         if run.evaluating(step):
             run.evaluate(step, policy, dataset, {"train": train.observations, "valid": valid.observations})
     return run.result()

@@ -25,6 +25,7 @@ import tyro
 from tqdm import tqdm
 
 import data
+import training
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # bounds of the Gaussian policy's log std (IQL)
 MSE_STATES = 2_000  # training and validation states on which the action MSE to the expert is measured
@@ -142,7 +143,7 @@ class Actor(nn.Module):
 class OpexPolicy:
     """a = clip(mu(s) + beta h grad_a Q(s, a)|_{a = mu(s)}), h the action box's half-width, Q frozen.
 
-    Raw observations in, as data.evaluate wants. Keeps the mean gradient norm of each call in .grad_norms (device
+    Raw observations in, as evaluation.evaluate wants. Keeps the mean gradient norm of each call in .grad_norms (device
     tensors: no host sync while acting).
     """
 
@@ -154,7 +155,7 @@ class OpexPolicy:
         s = self.normalizer(obs)
         with torch.no_grad():
             action = self.actor(s)
-        with torch.enable_grad():  # data.evaluate calls policies under no_grad
+        with torch.enable_grad():  # evaluation.evaluate calls policies under no_grad
             action.requires_grad_(True)
             q = self.critic(s, action).min(0).values  # the min of the twin Qs, as the actor was trained on
             (grad,) = torch.autograd.grad(q.sum(), action)  # per state: Q(s_i, a_i) depends on a_i only
@@ -168,10 +169,10 @@ class OpexPolicy:
         return torch.clamp(action.detach() + self.beta * (high - low) / 2 * grad, low, high)
 
 
-def main(args: Args) -> data.RunResult:
+def main(args: Args) -> training.RunResult:
     if args.eval_episodes < 1:
         raise ValueError(f"--eval-episodes must be at least 1, got {args.eval_episodes}: evaluating is all opex.py does.")
-    run = data.Run("opex", args)  # seeds, device, run folder, TensorBoard
+    run = training.Run("opex", args)  # seeds, device, run folder, TensorBoard
     device = run.device
     trained = run.checkpoint(TRAINERS)  # another script's checkpoint is refused, naming the script that reads it
     saved = trained["args"]  # the training run's own settings: its dataset, data split and network sizes

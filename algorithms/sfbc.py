@@ -24,6 +24,8 @@ import torch.nn as nn
 import tyro
 
 import data
+import evaluation
+import training
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # bounds of the Gaussian policy's log std (IQL)
 MSE_STATES = 2_000  # training and validation states on which the action MSE to the expert is measured
@@ -260,10 +262,10 @@ def update_actor(
     return {"losses/actor": actor_loss.detach(), "actor/std": actor.std().mean().detach()}
 
 
-def main(args: Args) -> data.RunResult:
+def main(args: Args) -> training.RunResult:
     if not args.num_samples or min(args.num_samples) < 1:
         raise ValueError("--num-samples needs one or more positive integers, e.g. --num-samples 1 4 16 64.")
-    run = data.Run("sfbc", args, variant=args.value)  # seeds, device, run folder; --resume: the checkpoint's settings
+    run = training.Run("sfbc", args, variant=args.value)  # seeds, device, run folder; --resume: the checkpoint's settings
     args, device = run.args, run.device
 
     # data: episodes split into train/validation; value and policy data are nested prefixes of train
@@ -293,8 +295,8 @@ def main(args: Args) -> data.RunResult:
         "actor": torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True),
         "value": torch.optim.Adam([*critics.parameters(), *value_net.parameters()], lr=args.learning_rate, fused=True),
     }
-    value_step = data.compile_step(update_value, args.compile, args.cudagraphs, device)  # speed options; off = eager
-    actor_step = data.compile_step(update_actor, args.compile, args.cudagraphs, device)
+    value_step = training.compile_step(update_value, args.compile, args.cudagraphs, device)  # speed options; off = eager
+    actor_step = training.compile_step(update_actor, args.compile, args.cudagraphs, device)
     policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, the BC policy's mean action out
     # the policies evaluated, one per N, by the tag of their eval/ and mse/ names: the last N is the headline, untagged
     tags = [f"_n{n}" for n in args.num_samples[:-1]] + [""]
@@ -310,7 +312,7 @@ def main(args: Args) -> data.RunResult:
         metrics |= actor_step(policy_batch, actor, critics, value_net, optimizers, args)
         if run.logging(step):
             valid_losses = validation_losses(valid_batches, critics, critics_target, value_net, args)
-            run.log(step, metrics | valid_losses | data.validation_mse(policy, valid))
+            run.log(step, metrics | valid_losses | evaluation.validation_mse(policy, valid))
         if run.evaluating(step):
             for tag, evaluated in policies.items():
                 run.evaluate(step, evaluated, dataset, mse_states, tag)

@@ -20,6 +20,8 @@ import torch.nn as nn
 import tyro
 
 import data
+import evaluation
+import training
 
 
 @dataclass
@@ -186,8 +188,8 @@ def update(
     return logs
 
 
-def main(args: Args) -> data.RunResult:
-    run = data.Run("td3_bc", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
+def main(args: Args) -> training.RunResult:
+    run = training.Run("td3_bc", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
     args, device = run.args, run.device
 
     # data: every transition (a validation split if asked), rewards transformed as the flags ask, states normalised
@@ -207,7 +209,7 @@ def main(args: Args) -> data.RunResult:
         "actor": torch.optim.Adam(actor.parameters(), lr=args.actor_lr, fused=True),
         "critic": torch.optim.Adam(critics.parameters(), lr=args.critic_lr, fused=True),
     }
-    update_step = data.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
+    update_step = training.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
     policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, actions out
 
     # everything an exact continuation needs (the delayed actor update follows the step, which is saved too)
@@ -218,7 +220,7 @@ def main(args: Args) -> data.RunResult:
         batch = train_batches.sample(args.batch_size)
         metrics |= update_step(batch, actor, actor_target, critics, critics_target, optimizers, args, step)
         if run.logging(step):
-            run.log(step, metrics | data.validation_mse(policy, valid))
+            run.log(step, metrics | evaluation.validation_mse(policy, valid))
         if run.evaluating(step):
             run.evaluate(step, policy, dataset, {"train": train.observations, "valid": valid.observations})
     return run.result()

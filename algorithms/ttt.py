@@ -29,6 +29,8 @@ import tyro
 from tqdm import tqdm
 
 import data
+import evaluation
+import training
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # bounds of the Gaussian policy's log std (IQL)
 MSE_STATES = 2_000  # training and validation states on which the action MSE to the expert is measured
@@ -159,7 +161,7 @@ def normalized_q_loss(q: torch.Tensor) -> torch.Tensor:
 class TTTPolicy:
     """pi, one copy of pi_0 per evaluation episode, each taking ttt_steps gradient steps on its own episode's states.
 
-    Raw observations in, as data.evaluate wants: row i is vector env i's state. Env i's episode has its own adapted
+    Raw observations in, as evaluation.evaluate wants: row i is vector env i's state. Env i's episode has its own adapted
     copy (actors[i], optimizers[i]) and its own buffer of visited states (visited[i]); only the envs whose episode
     is still running (alive) adapt, so an auto-reset env's next-episode states are never learnt from. The envs must
     be wrapped in EpisodeTracker (track()), which starts the episodes at each envs.reset (fresh copies of pi_0 when
@@ -192,7 +194,7 @@ class TTTPolicy:
         """ttt_steps Adam steps of env i's copy on its current state s (1, obs_dim) and a batch of its visited ones."""
         actor, optimizer, visited = self.actors[i], self.optimizers[i], torch.cat(self.visited[i])
         half_width = (self.reference.action_high - self.reference.action_low) / 2
-        with torch.enable_grad():  # data.evaluate calls policies under no_grad
+        with torch.enable_grad():  # evaluation.evaluate calls policies under no_grad
             for _ in range(self.args.ttt_steps):
                 drawn = torch.randint(len(visited), (self.args.ttt_batch_size,), device=s.device)
                 batch = torch.cat([s, visited[drawn]])  # the current state and a batch of this episode's visited ones
@@ -240,19 +242,19 @@ class EpisodeTracker(gym.vector.VectorWrapper):
         return observations, rewards, terminated, truncated, infos
 
 
-def merge(results: list[data.EvalResult]) -> data.EvalResult:
+def merge(results: list[evaluation.EvalResult]) -> evaluation.EvalResult:
     """One EvalResult from several rounds of episodes."""
     fields = ("returns", "lengths", "normalized", "observations")
     successes = None if any(r.successes is None for r in results) else np.concatenate([r.successes for r in results])
-    return data.EvalResult(*(np.concatenate([getattr(r, field) for r in results]) for field in fields), successes)
+    return evaluation.EvalResult(*(np.concatenate([getattr(r, field) for r in results]) for field in fields), successes)
 
 
-def main(args: Args) -> data.RunResult:
+def main(args: Args) -> training.RunResult:
     if args.eval_episodes < 1:
         raise ValueError(f"--eval-episodes must be at least 1, got {args.eval_episodes}: evaluating is all ttt.py does.")
     if args.ttt_steps < 0 or args.ttt_learning_rate < 0 or args.ttt_batch_size < 0 or args.eval_rounds <= 0:
         raise ValueError("--ttt-steps, --ttt-learning-rate, --ttt-batch-size must be >= 0 and --eval-rounds > 0.")
-    run = data.Run("ttt", args)  # seeds, device, run folder, TensorBoard
+    run = training.Run("ttt", args)  # seeds, device, run folder, TensorBoard
     device = run.device
     trained = run.checkpoint(TRAINERS)  # another script's checkpoint is refused, naming the script that reads it
     saved = trained["args"]  # the training run's own settings: its dataset, data split and network sizes
@@ -279,11 +281,11 @@ def main(args: Args) -> data.RunResult:
     # each round: pi_0 and TTT on the same episodes (round 0: those the training run was evaluated on); TTT's envs
     # tell it when each episode starts and ends, so each episode adapts its own copy on its own states only
     ttt, rounds = TTTPolicy(actor, critics, normalizer, args), []
-    envs = data.make_eval_envs(dataset, args.eval_episodes)
+    envs = evaluation.make_eval_envs(dataset, args.eval_episodes)
     for r in tqdm(range(args.eval_rounds), disable=not args.progress, desc=run.name[:40]):
         seed = run.eval_seed(round=r)  # new start states each round, disjoint across --seed
-        base = data.evaluate(base_policy, envs, dataset, seed=seed, device=device)
-        rounds.append((base, data.evaluate(ttt, ttt.track(envs), dataset, seed=seed, device=device)))
+        base = evaluation.evaluate(base_policy, envs, dataset, seed=seed, device=device)
+        rounds.append((base, evaluation.evaluate(ttt, ttt.track(envs), dataset, seed=seed, device=device)))
     envs.close()
     base, adapted = (merge(results) for results in zip(*rounds))
 
@@ -292,12 +294,12 @@ def main(args: Args) -> data.RunResult:
     # the states TTT visited, that of the actions it took
     step, dataset_id = trained["step"], saved["dataset"]
     visited, taken = (torch.cat(x) for x in zip(*ttt.taken))
-    base_mse = {k: data.expert_action_mse(base_policy, dataset_id, x, device) for k, x in mse_states.items()}
-    base_mse["eval"] = data.expert_action_mse(base_policy, dataset_id, base.observations, device)
+    base_mse = {k: evaluation.expert_action_mse(base_policy, dataset_id, x, device) for k, x in mse_states.items()}
+    base_mse["eval"] = evaluation.expert_action_mse(base_policy, dataset_id, base.observations, device)
     copies = [lambda obs, pi=pi: pi(normalizer(obs)) for pi in ttt.actors]  # raw observations in, as base_policy
-    ttt_mse = {k: float(np.mean([data.expert_action_mse(pi, dataset_id, x, device) for pi in copies]))
+    ttt_mse = {k: float(np.mean([evaluation.expert_action_mse(pi, dataset_id, x, device) for pi in copies]))
                for k, x in mse_states.items()}  # fmt: skip
-    ttt_mse["eval"] = data.expert_action_mse(lambda _: taken, dataset_id, visited, device)
+    ttt_mse["eval"] = evaluation.expert_action_mse(lambda _: taken, dataset_id, visited, device)
     run.record(step, base, base_mse)
     run.record(step, adapted, ttt_mse, tag="_ttt")
     with torch.no_grad():  # what TTT changed: each episode's final copy on that episode's (or env's) visited states

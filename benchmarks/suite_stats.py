@@ -15,6 +15,7 @@ import tyro
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "algorithms"))
 import data  # noqa: E402
+import evaluation  # noqa: E402
 import local_suite  # noqa: E402
 
 
@@ -43,7 +44,7 @@ def main(args: StatsArgs) -> str:
         dataset = data.load_dataset(dataset_id)
         returns = np.array([episode.rewards.sum() for episode in dataset.iterate_episodes()])
         metadata = dataset.storage.metadata
-        normalised = data.normalized_score(dataset, returns.mean()[None])[0]
+        normalised = evaluation.normalized_score(dataset, returns.mean()[None])[0]
         lines.append(
             f"| {dataset_id} | {seconds:.1f} | {size:.1f} | {len(returns)} | {returns.mean():.1f} ± {returns.std():.1f} "
             f"| {metadata['ref_min_score']:.1f} | {metadata['ref_max_score']:.1f} | {normalised:.1f} |"

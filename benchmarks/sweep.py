@@ -179,7 +179,7 @@ def run_one(config: dict, logs: str, run_dir: str, checkpoint_every: int = 0) ->
                 print(f"\n--- resuming {resume} from step {record['resumed_from_step']}")
             else:
                 log.truncate(0)
-            result = module.main(tyro.cli(module.Args, args=dataset + cli))  # a data.RunResult
+            result = module.main(tyro.cli(module.Args, args=dataset + cli))  # a training.RunResult
             record.update(
                 status="ok", normalized_score=result.normalized_score, best_normalized_score=max(result.scores or [float("nan")]),
                 updates_per_s=result.updates_per_s, policy_scores=result.policy_scores, success_rate=result.success_rate,

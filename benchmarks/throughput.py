@@ -88,18 +88,19 @@ def worker() -> None:
 def evaluation_episodes_per_second(args: ThroughputArgs) -> tuple[float, float]:
     sys.path.insert(0, os.path.join(ROOT, "algorithms"))
     import data
+    import evaluation
 
     dataset = data.load_dataset(args.dataset)
     obs_dim, act_dim = dataset.observation_space.shape[0], dataset.action_space.shape[0]
     network = torch.nn.Sequential(torch.nn.Linear(obs_dim, 256), torch.nn.ReLU(), torch.nn.Linear(256, act_dim), torch.nn.Tanh())
-    vector = data.make_eval_envs(dataset, args.eval_envs)
+    vector = evaluation.make_eval_envs(dataset, args.eval_envs)
     start = time.perf_counter()
-    data.evaluate(network, vector, dataset, seed=0)
+    evaluation.evaluate(network, vector, dataset, seed=0)
     batched = args.eval_envs / (time.perf_counter() - start)
-    single = data.make_eval_envs(dataset, 1)
+    single = evaluation.make_eval_envs(dataset, 1)
     start = time.perf_counter()
     for seed in range(args.eval_envs):
-        data.evaluate(network, single, dataset, seed=seed)
+        evaluation.evaluate(network, single, dataset, seed=seed)
     one_at_a_time = args.eval_envs / (time.perf_counter() - start)
     return batched, one_at_a_time
 

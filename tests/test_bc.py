@@ -11,6 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import bc
 import data
+import checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(total_steps=200, batch_size=64, hidden_dim=32, eval_every=100, eval_episodes=2, log_every=50, progress=False)
@@ -25,7 +26,7 @@ def test_tiny_run_logs_scalars_and_saves_a_checkpoint_that_reloads(local_dataset
     assert {"losses/actor", "eval/normalized_score", "valid/action_mse", "mse/eval_expert"} <= tags
     held_out = [e.value for e in events.Scalars("valid/action_mse")]  # all held-out states, not one noisy batch
     assert held_out[-1] < held_out[0]  # regression onto the dataset's actions makes progress
-    state = data.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), "bc")
+    state = checkpoints.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), "bc")
     actor = bc.Actor(3, 1, 32, -2 * torch.ones(1).numpy(), 2 * torch.ones(1).numpy())
     actor.load_state_dict(state["models"]["actor"])
     assert state["step"] == 200 and state["args"]["dataset"] == "pendulum/medium-v0"

@@ -127,7 +127,7 @@ def test_scaling_matrix_fills_every_cell_and_draws_heatmaps(local_dataset, tmp_p
 
 
 def test_sweep_run_killed_mid_way_resumes_from_its_checkpoint(local_dataset, tmp_path):
-    import data
+    import checkpoints
     from test_reliability import ROOT
 
     local_dataset("pendulum/medium-v0")
@@ -139,7 +139,7 @@ def test_sweep_run_killed_mid_way_resumes_from_its_checkpoint(local_dataset, tmp
     [config] = sweep.expand(args)
     straight = sweep.run_one(config, str(tmp_path / "straight_logs"), str(tmp_path / "straight"), checkpoint_every=100)
     assert straight["status"] == "ok" and straight["resumed_from_step"] == 0
-    expected = data.load_checkpoint(os.path.join(straight["extra"]["run_path"], "checkpoint.pt"), "bc")
+    expected = checkpoints.load_checkpoint(os.path.join(straight["extra"]["run_path"], "checkpoint.pt"), "bc")
 
     # the whole sweep (driver and its pool worker) dies at once, as on a machine going away
     code = f"import sys; sys.path.insert(0, {os.path.join(ROOT, 'benchmarks')!r}); import sweep; sweep.main(sweep.{args!r})"
@@ -152,13 +152,13 @@ def test_sweep_run_killed_mid_way_resumes_from_its_checkpoint(local_dataset, tmp
     os.killpg(process.pid, signal.SIGKILL)
     process.communicate()
     [checkpoint] = glob.glob(pattern)
-    killed_at = data.load_checkpoint(checkpoint, "bc")["step"]
+    killed_at = checkpoints.load_checkpoint(checkpoint, "bc")["step"]
     assert 100 <= killed_at < total and not os.path.exists(args.results)  # cut off mid-way, nothing recorded
 
     [record] = sweep.main(args)
     assert record["status"] == "ok" and record["resumed_from_step"] == killed_at
     assert record["extra"]["run_path"] == os.path.dirname(checkpoint)  # continued in the same folder
-    resumed = data.load_checkpoint(checkpoint, "bc")
+    resumed = checkpoints.load_checkpoint(checkpoint, "bc")
     assert resumed["step"] == total
     for name, tensor in expected["models"]["actor"].items():  # bit-identical to the run never cut off
         assert torch.equal(tensor, resumed["models"]["actor"][name]), name

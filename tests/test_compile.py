@@ -13,7 +13,7 @@ import torch
 import torch._dynamo
 import torch._inductor.config
 
-import data
+import checkpoints
 from test_resume import FAST, TINY
 
 SCRIPTS = {"bc": dict(hidden_dim=16), **TINY}
@@ -43,7 +43,7 @@ def test_compiled_run_matches_eager(script, local_dataset, run_dir):
     with torch._inductor.config.patch(fallback_random=True):
         for compile in (False, True):
             result = module.main(module.Args(compile=compile, exp_name=f"{script}_compile{compile}", **args))
-            runs[compile] = data.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), script)["models"]
+            runs[compile] = checkpoints.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), script)["models"]
         compiled_graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     torch._dynamo.reset()  # the next test starts with no compiled graphs of these networks
     assert compiled_graphs > 0  # the compiled run really went through dynamo

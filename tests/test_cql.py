@@ -10,6 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import cql
 import data
+import checkpoints
 
 
 def scalar_tags(run_path: str) -> set[str]:
@@ -40,7 +41,7 @@ def test_smoke_logs_and_checkpoint(local_dataset, run_dir, variant):
                 "alpha/entropy", "alpha/cql_prime", "actor/entropy", "eval/normalized_score", "mse/eval_expert"):  # fmt: skip
         assert tag in tags, f"{tag} missing from {sorted(tags)}"
 
-    state = data.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), "cql")
+    state = checkpoints.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), "cql")
     obs_dim = state["normalizer"]["mean"].shape[0]
     actor = cql.TanhGaussianActor(obs_dim, 2, 32, 2)
     actor.load_state_dict(state["models"]["actor"])
@@ -66,7 +67,7 @@ def test_q_is_conservative(local_dataset, run_dir):
     assert logged["cql/ood_minus_data"] > 0 and logged["q/data_mean"] > logged["q/random_mean"]
 
     # independently of the training logs: Q of the reloaded critics on every dataset state
-    state = data.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), "cql")
+    state = checkpoints.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), "cql")
     obs_dim = state["normalizer"]["mean"].shape[0]
     critics = cql.Critics(obs_dim, 2, 64, 2, num_critics=2)
     critics.load_state_dict(state["models"]["critics"])

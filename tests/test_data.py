@@ -10,6 +10,9 @@ import torch
 from minari.data_collector import EpisodeBuffer
 
 import data
+import checkpoints
+import evaluation
+import training
 import local_suite
 
 
@@ -62,7 +65,7 @@ def test_reference_scores_and_behaviour_returns(local_dataset):
     t = data.to_transitions(dataset)
     behaviour = float(t.episode_returns[t.episode_starts].mean())
     assert ref_min < behaviour < ref_max  # medium sits between random and expert
-    assert 20 < data.normalized_score(dataset, np.array([behaviour]))[0] < 80
+    assert 20 < evaluation.normalized_score(dataset, np.array([behaviour]))[0] < 80
 
 
 def test_terminals_exclude_truncations_and_returns_to_go():
@@ -125,9 +128,9 @@ def test_scripted_experts_solve_the_evaluation_tasks(local_dataset):
     for dataset_id in ("pendulum/expert-v0", "pointmaze/umaze-medium-v0"):
         dataset = data.load_dataset(local_dataset(dataset_id))
         expert = local_suite.scripted_expert(dataset_id)
-        envs = data.make_eval_envs(dataset, 4)
-        expert_result = data.evaluate(lambda o: torch.as_tensor(expert(o.numpy())), envs, dataset, seed=1)
-        zero_result = data.evaluate(lambda o: torch.zeros(len(o), envs.single_action_space.shape[0]), envs, dataset, seed=1)
+        envs = evaluation.make_eval_envs(dataset, 4)
+        expert_result = evaluation.evaluate(lambda o: torch.as_tensor(expert(o.numpy())), envs, dataset, seed=1)
+        zero_result = evaluation.evaluate(lambda o: torch.zeros(len(o), envs.single_action_space.shape[0]), envs, dataset, seed=1)
         assert expert_result.normalized_mean > 80, dataset_id
         assert zero_result.normalized_mean < 30, dataset_id
         if dataset_id.startswith("pointmaze/"):  # the maze reports success: every expert episode reaches the goal
@@ -135,8 +138,8 @@ def test_scripted_experts_solve_the_evaluation_tasks(local_dataset):
         else:  # Pendulum has no success
             assert np.isnan(expert_result.success_rate) and expert_result.successes is None
         assert len(expert_result.observations) == expert_result.lengths.sum()
-        assert data.expert_action_mse(lambda o: torch.as_tensor(expert(o.numpy())), dataset_id, expert_result.observations) == 0
-        no_expert = data.expert_action_mse(lambda o: torch.zeros(len(o), 1), "mujoco/hopper/medium-v0", expert_result.observations)
+        assert evaluation.expert_action_mse(lambda o: torch.as_tensor(expert(o.numpy())), dataset_id, expert_result.observations) == 0
+        no_expert = evaluation.expert_action_mse(lambda o: torch.zeros(len(o), 1), "mujoco/hopper/medium-v0", expert_result.observations)
         assert np.isnan(no_expert)  # remote datasets have no scripted expert
 
 
@@ -236,23 +239,23 @@ def test_bad_fractions_and_device():
     with pytest.raises(data.DatasetError, match=r"--validation-fraction must be in \[0, 1\), got 1.5"):
         data.split_by_episode(t, 1.5)
     with pytest.raises(ValueError, match="Unknown --device 'gpu0'"):
-        data.resolve_device("gpu0")
+        training.resolve_device("gpu0")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available here"):
-            data.resolve_device("cuda")
+            training.resolve_device("cuda")
 
 
 def test_checkpoint_round_trip_and_wrong_algorithm(tmp_path):
     path = str(tmp_path / "checkpoint.pt")
     layer = torch.nn.Linear(2, 2)
     normalizer = data.Normalizer(torch.ones(2), torch.full((2,), 2.0))
-    data.save_checkpoint(path, "bc", {"dataset": "pendulum/medium-v0", "seed": 3}, 7, {"actor": layer.state_dict()}, normalizer)
+    checkpoints.save_checkpoint(path, "bc", {"dataset": "pendulum/medium-v0", "seed": 3}, 7, {"actor": layer.state_dict()}, normalizer)
     assert not any(name.startswith("checkpoint.pt.tmp") for name in os.listdir(tmp_path))
-    state = data.load_checkpoint(path, "bc")
+    state = checkpoints.load_checkpoint(path, "bc")
     assert state["step"] == 7 and torch.equal(state["models"]["actor"]["weight"], layer.weight.detach())
     assert torch.equal(state["normalizer"]["std"], normalizer.std)
     with pytest.raises(ValueError, match="was written by bc, not td3_bc"):
-        data.load_checkpoint(path, "td3_bc")
+        checkpoints.load_checkpoint(path, "td3_bc")
 
 
 def test_validation_split_is_opt_in_and_refuses_a_split_that_holds_no_episode():
@@ -324,7 +327,7 @@ def test_next_action_known_only_where_the_data_took_one():
 def test_evaluation_start_states_are_disjoint_across_seeds(local_dataset, run_dir):
     import bc
 
-    runs = [data.Run("bc", bc.Args(dataset=local_dataset("pendulum/medium-v0"), seed=seed, run_dir=run_dir, eval_episodes=10))
+    runs = [training.Run("bc", bc.Args(dataset=local_dataset("pendulum/medium-v0"), seed=seed, run_dir=run_dir, eval_episodes=10))
             for seed in (0, 1, 2)]  # fmt: skip
     starts = [set(range(run.eval_seed(), run.eval_seed() + 10)) for run in runs]
     assert not (starts[0] & starts[1]) and not (starts[1] & starts[2]) and not (starts[0] & starts[2])

@@ -16,6 +16,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import data
+import checkpoints
+import evaluation
 from standins import STANDINS, build_standin
 from test_resume import TINY
 
@@ -70,7 +72,7 @@ def test_each_family_flattens_to_its_documented_width(dataset_id, standin):
     t = data.to_transitions(dataset)
     assert t.observations.shape == (4 * 40, WIDTHS[dataset_id]) == (4 * 40, STANDINS[dataset_id]["flat_obs_dim"])
     assert t.actions.shape[1] == STANDINS[dataset_id]["action_dim"] and t.actions.dtype == torch.float32
-    envs = data.make_eval_envs(dataset, 2)  # the eval env spec where the dataset has one
+    envs = evaluation.make_eval_envs(dataset, 2)  # the eval env spec where the dataset has one
     observation, _ = envs.reset(seed=0)
     assert data.flatten_observation(observation).shape == (2, WIDTHS[dataset_id])  # the env gives what the data gave
     envs.close()
@@ -85,7 +87,7 @@ def test_every_script_trains_and_evaluates_on_every_family(dataset_id, script, s
     module = importlib.import_module(script)
     validation = {"validation_fraction": 0.25} if dataset_id == "D4RL/pen/human-v2" else {}  # valid/* names too
     result = module.main(module.Args(dataset=standin(dataset_id), run_dir=run_dir, **TINY_RUN, **validation, **TINY.get(script, {})))
-    state = data.load_checkpoint(f"{result.run_path}/checkpoint.pt", script)
+    state = checkpoints.load_checkpoint(f"{result.run_path}/checkpoint.pt", script)
     assert state["normalizer"]["mean"].shape == (WIDTHS[dataset_id],)
     returns = assert_tags_in_vocabulary(result.run_path)
     assert returns and all(math.isfinite(r) for r in returns)

@@ -11,6 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "algorithms"))
 import data  # noqa: E402
+import checkpoints  # noqa: E402
 import dt  # noqa: E402
 
 OBS_DIM, ACT_DIM, K = 3, 2, 5
@@ -147,7 +148,7 @@ def test_smoke_end_to_end(local_dataset, run_dir):
     tags = set(EventAccumulator(result.run_path).Reload().Tags()["scalars"])
     assert {"losses/actor", "charts/learning_rate", "eval/normalized_score", "eval/normalized_score_target_-600",
             "mse/eval_expert", "mse/eval_expert_target_-600"} <= tags
-    state = data.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), "dt")
+    state = checkpoints.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), "dt")
     assert state["step"] == 30 and "embed_state.weight" in state["models"]["model"]
 
 

@@ -16,6 +16,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import awr
 import data
+import checkpoints
+import training
 import ddpg_bc
 import sfbc
 
@@ -64,7 +66,7 @@ def test_smoke(script, value, local_dataset, run_dir):
 
     # the checkpoint holds what OPEX/TTT need: the policy, the critics, the value net, the normaliser; they rebuild
     # the networks from the checkpoint's args as below
-    state = data.load_checkpoint(f"{result.run_path}/checkpoint.pt", algorithm=script)
+    state = checkpoints.load_checkpoint(f"{result.run_path}/checkpoint.pt", algorithm=script)
     assert set(state["models"]) == {"actor", "critic", "critic_target", "value", "actor_optimizer", "value_optimizer"}
     assert state["args"]["value"] == value
     saved, low, high = state["args"], np.full(1, -2.0), np.full(1, 2.0)
@@ -76,7 +78,7 @@ def test_smoke(script, value, local_dataset, run_dir):
 
 
 def test_sfbc_evaluates_every_n_and_the_last_n_is_the_headline(local_dataset, run_dir, monkeypatch):
-    used, by_tag, real_action, real_evaluate = [], {}, sfbc.sfbc_action, data.Run.evaluate
+    used, by_tag, real_action, real_evaluate = [], {}, sfbc.sfbc_action, training.Run.evaluate
 
     def spy_action(obs, actor, critics, num_samples, *rest):
         used.append(num_samples)
@@ -89,7 +91,7 @@ def test_sfbc_evaluates_every_n_and_the_last_n_is_the_headline(local_dataset, ru
         return result
 
     monkeypatch.setattr(sfbc, "sfbc_action", spy_action)
-    monkeypatch.setattr(data.Run, "evaluate", spy_evaluate)
+    monkeypatch.setattr(training.Run, "evaluate", spy_evaluate)
     args = sfbc.Args(dataset=local_dataset(DATASET), num_samples=(2, 8, 3), total_steps=10, batch_size=32, hidden_dim=16,
                      eval_episodes=1, run_dir=run_dir, progress=False)  # fmt: skip
     result = sfbc.main(args)

@@ -13,6 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import cal_ql
 import data
+import checkpoints
+import finetuning
 import iql
 from test_datasets import WIDTHS, assert_tags_in_vocabulary, standin  # noqa: F401 - standin is a fixture
 from test_resume import FAST, TINY, assert_identical, keep_checkpoint_of_step
@@ -86,19 +88,19 @@ def test_discounted_returns_restart_at_each_episode():
 def test_online_batches_mix_offline_and_online_data_as_asked(local_dataset, mixing_ratio):
     dataset = data.load_dataset(local_dataset("pendulum/medium-v0"))
     offline = data.to_transitions(dataset)
-    online = data.OnlineInteraction(dataset, seed=0, device="cpu", prepare=lambda t: t)
+    online = finetuning.OnlineInteraction(dataset, seed=0, device="cpu", prepare=lambda t: t)
     assert len(online.sample(offline, 64, mixing_ratio)) == 64  # before any online episode ended: offline only
     for _ in range(EPISODE):
         online.step(np.zeros(1, np.float32))
     assert online.episodes == 1 and len(online.data) == EPISODE and online.data.episode_ends[-1]
     assert online.last_return == pytest.approx(float(online.data.rewards.sum()), rel=1e-6)
-    restored = data.OnlineInteraction(dataset, seed=0, device="cpu", prepare=lambda t: t)
+    restored = finetuning.OnlineInteraction(dataset, seed=0, device="cpu", prepare=lambda t: t)
     restored.load_state_dict(online.state_dict())  # checkpointed as a new episode begins: no action taken in it yet
     assert torch.equal(restored.observation, online.observation) and len(restored.data) == EPISODE
     batch = online.sample(offline, 64, mixing_ratio)
     if mixing_ratio == 1.0:  # each episode is prepared alone as it ends: the same as preparing all the data at once
         discounted = lambda t: replace(t, returns_to_go=data.discounted_returns(t, 0.9))  # noqa: E731
-        growing = data.OnlineInteraction(dataset, seed=0, device="cpu", prepare=discounted)
+        growing = finetuning.OnlineInteraction(dataset, seed=0, device="cpu", prepare=discounted)
         for _ in range(2 * EPISODE):
             growing.step(np.ones(1, np.float32))
         assert growing.episodes == 2 and torch.equal(growing.batches.returns_to_go, discounted(growing.data).returns_to_go)
@@ -119,7 +121,7 @@ def test_both_phases_run_and_log_against_env_steps(script, local_dataset, run_di
     assert min(env_steps) > offline_steps and all(env_steps[step] == step - offline_steps for step in env_steps)
     assert [e.step for e in events.Scalars("online/episode_return")][0] >= offline_steps + EPISODE
     assert_tags_in_vocabulary(result.run_path)
-    state = data.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), script)["models"]["online"]
+    state = checkpoints.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), script)["models"]["online"]
     assert state["env_steps"] == online_steps and state["episodes"] == 1 and len(state["actions"]) == online_steps - EPISODE
     assert len(state["data"]["rewards"]) == EPISODE and state["last_return"] == pytest.approx(float(state["data"]["rewards"].sum()), rel=1e-6)
 
@@ -135,13 +137,13 @@ def test_run_resumed_inside_an_online_episode_ends_with_the_straight_runs_tensor
     args = dict(dataset=local_dataset("pendulum/medium-v0"), total_steps=offline_steps, online_steps=online_steps,
                 checkpoint_every=checkpoint_step, eval_every=1000, **FAST, **ONLINE[script])  # fmt: skip
     straight = module.main(module.Args(run_dir=run_dir, save_model=True, **args))
-    expected = data.load_checkpoint(os.path.join(straight.run_path, "checkpoint.pt"), script)
-    assert len(data.load_checkpoint(str(middle), script)["models"]["online"]["actions"]) == 30  # mid-episode
+    expected = checkpoints.load_checkpoint(os.path.join(straight.run_path, "checkpoint.pt"), script)
+    assert len(checkpoints.load_checkpoint(str(middle), script)["models"]["online"]["actions"]) == 30  # mid-episode
 
     with pytest.raises(ValueError, match="in its online phase, which began after --total-steps 20 offline updates"):
         module.main(module.Args(resume=str(middle), **dict(args, total_steps=10)))
     module.main(module.Args(resume=str(middle), **args))
-    resumed = data.load_checkpoint(str(middle), script)
+    resumed = checkpoints.load_checkpoint(str(middle), script)
     assert resumed["step"] == expected["step"] == offline_steps + online_steps
     assert_identical(expected["models"], resumed["models"])
 
@@ -153,6 +155,6 @@ def test_online_phase_acts_in_every_familys_env(dataset_id, standin, run_dir):  
     result = cal_ql.main(cal_ql.Args(dataset=standin(dataset_id), total_steps=4, online_steps=6, batch_size=16, eval_every=10,
                                      eval_episodes=1, log_every=5, run_dir=run_dir, save_model=True, progress=False,
                                      **NETWORKS))  # fmt: skip
-    online = data.load_checkpoint(f"{result.run_path}/checkpoint.pt", "cal_ql")["models"]["online"]
+    online = checkpoints.load_checkpoint(f"{result.run_path}/checkpoint.pt", "cal_ql")["models"]["online"]
     assert online["env_steps"] == 6 and online["observation"].shape == (WIDTHS[dataset_id],)
     assert_tags_in_vocabulary(result.run_path)

@@ -9,6 +9,7 @@ import torch
 
 import bc
 import data
+import checkpoints
 import iql
 
 
@@ -42,7 +43,7 @@ def test_smoke_pendulum(local_dataset, run_dir):
     result = iql.main(args)
     assert len(result.scores) == 2 and all(math.isfinite(s) for s in result.scores)
     assert result.updates_per_s > 0
-    state = data.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), "iql")
+    state = checkpoints.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), "iql")
     assert state["step"] == 200 and {"actor", "critic", "target_critic", "value"} <= set(state["models"])
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -122,7 +123,7 @@ def test_maze_recipe_keeps_v_within_its_bound(local_dataset, run_dir):
             run_dir=run_dir, progress=False, save_model=True, expectile=0.9, temperature=10.0, return_range_scale=False,
             target_update_rate=0.05, critic_lr=1e-3, value_lr=1e-3, discount=0.99, clip_target=clip_target,
         )  # fmt: skip
-        state = data.load_checkpoint(os.path.join(iql.main(args).run_path, "checkpoint.pt"), "iql")
+        state = checkpoints.load_checkpoint(os.path.join(iql.main(args).run_path, "checkpoint.pt"), "iql")
         transitions = data.to_transitions(data.load_dataset(args.dataset), "cpu")
         value = iql.ValueNetwork(transitions.observations.shape[1], args.hidden_dim)
         value.load_state_dict(state["models"]["value"])

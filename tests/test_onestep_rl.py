@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import data
+import checkpoints
 import onestep_rl
 
 
@@ -96,7 +97,7 @@ def test_smoke_pendulum(local_dataset, run_dir, improvement):
     result = onestep_rl.main(args)
     assert len(result.scores) == 1 and math.isfinite(result.normalized_score)
     if args.save_model:
-        state = data.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), "onestep_rl")
+        state = checkpoints.load_checkpoint(os.path.join(result.run_path, "checkpoint.pt"), "onestep_rl")
         assert {"behaviour", "actor", "critic", "target_critic"} <= set(state["models"])
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -16,7 +16,9 @@ import tyro
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = open(os.path.join(ROOT, "README.md")).read()
-SCRIPTS = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "algorithms")) if f.endswith(".py") and f not in ("data.py", "local_suite.py"))
+# the algorithm scripts: every module of algorithms/ with an Args dataclass (the shared modules and suites have none)
+SCRIPTS = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "algorithms"))
+                 if f.endswith(".py") and "\nclass Args" in open(os.path.join(ROOT, "algorithms", f)).read())  # fmt: skip
 
 
 def flags_of(script: str) -> set[str]:

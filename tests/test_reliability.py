@@ -1,4 +1,4 @@
-"""Resume exactly, fail clearly, lose nothing: data.Run's plumbing, exercised through bc.py (every script uses it)."""
+"""Resume exactly, fail clearly, lose nothing: training.Run's plumbing, exercised through bc.py (every script uses it)."""
 
 import glob
 import math
@@ -15,6 +15,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import bc
 import data
+import checkpoints
+import training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = dict(batch_size=32, hidden_dim=16, eval_episodes=1, log_every=100, progress=False)
@@ -38,7 +40,7 @@ def test_killed_run_resumes_to_bit_identical_parameters(local_dataset, run_dir):
     total, half = 6000, 3000
     straight = bc.main(bc.Args(dataset=dataset, run_dir=run_dir, total_steps=total, checkpoint_every=half,
                                eval_every=total, **FAST))  # fmt: skip
-    expected = data.load_checkpoint(os.path.join(straight.run_path, "checkpoint.pt"), "bc")
+    expected = checkpoints.load_checkpoint(os.path.join(straight.run_path, "checkpoint.pt"), "bc")
     assert expected["step"] == total
 
     killed_dir = os.path.join(run_dir, "killed")
@@ -53,10 +55,10 @@ def test_killed_run_resumes_to_bit_identical_parameters(local_dataset, run_dir):
     wait_for(checkpoint, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert data.load_checkpoint(checkpoint, "bc")["step"] == half  # killed between the two checkpoints
+    assert checkpoints.load_checkpoint(checkpoint, "bc")["step"] == half  # killed between the two checkpoints
 
     bc.main(bc.Args(dataset=dataset, resume=checkpoint, total_steps=total, checkpoint_every=half, eval_every=total, **FAST))
-    resumed = data.load_checkpoint(checkpoint, "bc")
+    resumed = checkpoints.load_checkpoint(checkpoint, "bc")
     assert resumed["step"] == total
     for name, tensor in expected["models"]["actor"].items():
         assert torch.equal(tensor, resumed["models"]["actor"][name]), name
@@ -86,7 +88,7 @@ def test_nan_loss_stops_with_name_and_step_and_keeps_last_checkpoint(local_datas
         bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, total_steps=400,
                         checkpoint_every=100, eval_every=400, **FAST))  # fmt: skip
     (run_folder,) = os.listdir(run_dir)
-    assert data.load_checkpoint(os.path.join(run_dir, run_folder, "checkpoint.pt"), "bc")["step"] == 100
+    assert checkpoints.load_checkpoint(os.path.join(run_dir, run_folder, "checkpoint.pt"), "bc")["step"] == 100
 
 
 def test_resume_takes_the_checkpoints_settings_and_refuses_a_changed_one(local_dataset, run_dir):
@@ -102,13 +104,13 @@ def test_resume_takes_the_checkpoints_settings_and_refuses_a_changed_one(local_d
         bc.main(bc.Args(resume=checkpoint, total_steps=20, **FAST))
     # flags left at their defaults come from the checkpoint: its dataset, width and learning rate
     bc.main(bc.Args(resume=checkpoint, total_steps=40, batch_size=32, eval_episodes=1, progress=False))
-    state = data.load_checkpoint(checkpoint, "bc")
+    state = checkpoints.load_checkpoint(checkpoint, "bc")
     assert state["step"] == 40 and state["args"]["learning_rate"] == 1e-3 and state["args"]["hidden_dim"] == 16
     assert state["dataset"] == "pendulum/medium-v0"
 
 
 def test_run_folders_never_collide(local_dataset, run_dir):
-    paths = {data.new_run_folder(run_dir, "same__name__0") for _ in range(3)}  # all within one second
+    paths = {training.new_run_folder(run_dir, "same__name__0") for _ in range(3)}  # all within one second
     assert len(paths) == 3 and all(os.path.isdir(p) for p in paths)
     args = dict(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, total_steps=5, **dict(FAST, eval_episodes=0))
     plain, filtered = bc.main(bc.Args(**args)), bc.main(bc.Args(top_fraction=0.1, **args))
@@ -142,7 +144,7 @@ def test_full_disk_names_the_folder_keeps_the_previous_checkpoint_and_no_tempora
                         eval_every=20, **FAST))  # fmt: skip
     (run_folder,) = os.listdir(run_dir)
     monkeypatch.setattr(torch, "save", real_save)
-    assert data.load_checkpoint(os.path.join(run_dir, run_folder, "checkpoint.pt"), "bc")["step"] == 10
+    assert checkpoints.load_checkpoint(os.path.join(run_dir, run_folder, "checkpoint.pt"), "bc")["step"] == 10
     assert not [name for name in os.listdir(os.path.join(run_dir, run_folder)) if ".tmp-" in name]
 
 
@@ -158,7 +160,7 @@ def interrupt_training(command: list[str], run_dir: str, script: str, sent: sign
     assert process.returncode == 0, stderr[-2000:]
     assert f"{sent.name} at step" in stdout and f"resume with: python algorithms/{script}.py --resume" in stdout
     checkpoint = stdout.split("--resume ")[1].split()[0]
-    assert 0 < data.load_checkpoint(checkpoint, script)["step"] < 10_000_000
+    assert 0 < checkpoints.load_checkpoint(checkpoint, script)["step"] < 10_000_000
     return checkpoint
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import bc
-import data
+import checkpoints
 from test_reliability import ROOT, wait_for
 
 FAST = dict(batch_size=32, eval_episodes=1, log_every=20, progress=False)
@@ -63,8 +63,8 @@ def flags(args: dict) -> list[str]:
 
 
 def keep_checkpoint_of_step(kept_step: int, copy_to, monkeypatch) -> None:
-    """From now on data.save_checkpoint also copies the checkpoint of kept_step to copy_to (its folder made then)."""
-    real_save = data.save_checkpoint
+    """From now on checkpoints.save_checkpoint also copies the checkpoint of kept_step to copy_to (its folder made then)."""
+    real_save = checkpoints.save_checkpoint
 
     def save_and_keep(path, algorithm, args, step, models, normalizer):
         real_save(path, algorithm, args, step, models, normalizer)
@@ -72,7 +72,7 @@ def keep_checkpoint_of_step(kept_step: int, copy_to, monkeypatch) -> None:
             copy_to.parent.mkdir()
             shutil.copy(path, copy_to)
 
-    monkeypatch.setattr(data, "save_checkpoint", save_and_keep)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", save_and_keep)
 
 
 @pytest.mark.parametrize("script", TINY)
@@ -84,16 +84,16 @@ def test_resumed_run_ends_with_the_straight_runs_tensors(script, local_dataset, 
     args = dict(dataset=local_dataset("pendulum/medium-v0"), total_steps=total, checkpoint_every=half, eval_every=total,
                 **FAST, **TINY[script])  # fmt: skip
     straight = module.main(module.Args(run_dir=run_dir, **args))
-    expected = data.load_checkpoint(os.path.join(straight.run_path, "checkpoint.pt"), script)
-    assert data.load_checkpoint(str(mid), script)["step"] == half
+    expected = checkpoints.load_checkpoint(os.path.join(straight.run_path, "checkpoint.pt"), script)
+    assert checkpoints.load_checkpoint(str(mid), script)["step"] == half
 
     module.main(module.Args(resume=str(mid), **args))
-    resumed = data.load_checkpoint(str(mid), script)
+    resumed = checkpoints.load_checkpoint(str(mid), script)
     assert expected["step"] == resumed["step"] == total
     assert_identical(expected["models"], resumed["models"])
     with pytest.raises(ValueError, match=f"already at step {total} and --total-steps is {total}: pass a larger --total-steps"):
         module.main(module.Args(resume=str(mid), **args))  # nothing left to do: said, not a silent exit
-    assert_identical(resumed["models"], data.load_checkpoint(str(mid), script)["models"])
+    assert_identical(resumed["models"], checkpoints.load_checkpoint(str(mid), script)["models"])
 
 
 @pytest.mark.parametrize("script", KILL_STEPS)
@@ -103,7 +103,7 @@ def test_killed_run_resumes_to_bit_identical_state(script, local_dataset, run_di
     args = dict(dataset=local_dataset("pendulum/medium-v0"), total_steps=total, checkpoint_every=quarter, eval_every=total,
                 **FAST, **TINY[script])  # fmt: skip
     straight = module.main(module.Args(run_dir=run_dir, **args))
-    expected = data.load_checkpoint(os.path.join(straight.run_path, "checkpoint.pt"), script)
+    expected = checkpoints.load_checkpoint(os.path.join(straight.run_path, "checkpoint.pt"), script)
 
     killed_dir = os.path.join(run_dir, "killed")
     command = [sys.executable, os.path.join(ROOT, "algorithms", f"{script}.py"), "--run-dir", killed_dir, *flags(args)]
@@ -115,10 +115,10 @@ def test_killed_run_resumes_to_bit_identical_state(script, local_dataset, run_di
     wait_for(checkpoint, process)  # the first checkpoint, at a quarter: kill it there, with 3/4 of the run to go
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert data.load_checkpoint(checkpoint, script)["step"] in (quarter, 2 * quarter, 3 * quarter)  # killed mid-run
+    assert checkpoints.load_checkpoint(checkpoint, script)["step"] in (quarter, 2 * quarter, 3 * quarter)  # killed mid-run
 
     module.main(module.Args(resume=checkpoint, **args))
-    resumed = data.load_checkpoint(checkpoint, script)
+    resumed = checkpoints.load_checkpoint(checkpoint, script)
     assert resumed["step"] == total
     assert_identical(expected["models"], resumed["models"])
 

@@ -9,6 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import bc
 import data
+import checkpoints
 import td3_bc
 
 
@@ -34,7 +35,7 @@ def test_smoke_logs_and_checkpoint(local_dataset, run_dir):
 
     # the checkpoint reloads into fresh networks that act exactly like the trained actor would
     checkpoint = glob.glob(os.path.join(result.run_path, "checkpoint.pt"))[0]
-    state = data.load_checkpoint(checkpoint, "td3_bc")
+    state = checkpoints.load_checkpoint(checkpoint, "td3_bc")
     assert state["step"] == 200 and state["args"]["hidden_dim"] == 32
     dataset = data.load_dataset(dataset_id)
     actor = td3_bc.Actor(3, 1, 32, dataset.action_space.low, dataset.action_space.high)

@@ -18,6 +18,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import awr
 import data
+import checkpoints
+import evaluation
+import training
 import ddpg_bc
 import opex
 import ttt
@@ -45,7 +48,7 @@ def trained(local_dataset, tmp_path_factory):
     """trained(ddpg_bc or awr): a tiny run saved with --save-model (validation episodes held out), once per module."""
     runs = {}
 
-    def train(trainer) -> data.RunResult:
+    def train(trainer) -> training.RunResult:
         if trainer not in runs:
             args = trainer.Args(dataset=local_dataset(DATASET), run_dir=str(tmp_path_factory.mktemp(trainer.__name__)),
                                 save_model=True, validation_fraction=0.1, **TINY)  # fmt: skip
@@ -77,7 +80,7 @@ def test_opex_beta_zero_is_the_plain_policy_bit_for_bit(normalize_gradient):
     actor, critic, normalizer = networks(opex)
     obs = torch.randn(256, 3) * 3
     policy = opex.OpexPolicy(actor, critic, normalizer, beta=0.0, normalize_gradient=normalize_gradient)
-    with torch.no_grad():  # as data.evaluate calls it
+    with torch.no_grad():  # as evaluation.evaluate calls it
         adjusted = policy(obs)
         plain = actor(normalizer(obs))
     assert torch.equal(adjusted, plain)
@@ -119,7 +122,7 @@ def test_opex_moves_the_action_by_beta_times_the_gradient_of_q_and_clips_it(high
 
 def ttt_setup(local_dataset, **overrides):
     dataset = data.load_dataset(local_dataset(DATASET))
-    envs = data.make_eval_envs(dataset, 2)
+    envs = evaluation.make_eval_envs(dataset, 2)
     actor, critic, normalizer = networks(ttt, seed=1)
     args = ttt.Args(**{"checkpoint": "unused", "ttt_steps": 2, "ttt_batch_size": 32, "ttt_bc_weight": 0.0, **overrides})
     return dataset, envs, actor, critic, normalizer, ttt.TTTPolicy(actor, critic, normalizer, args)
@@ -128,7 +131,7 @@ def ttt_setup(local_dataset, **overrides):
 def test_ttt_with_zero_learning_rate_leaves_the_policy_bit_identical(local_dataset):
     dataset, envs, actor, critic, normalizer, policy = ttt_setup(local_dataset, ttt_learning_rate=0.0)
     before = {name: p.clone() for name, p in actor.state_dict().items()}
-    result = data.evaluate(policy, policy.track(envs), dataset, seed=3)
+    result = evaluation.evaluate(policy, policy.track(envs), dataset, seed=3)
     envs.close()
     assert len(policy.actors) == 2  # one copy per episode
     for adapted, optimizer in zip(policy.actors, policy.optimizers):
@@ -163,7 +166,7 @@ def test_ttt_bc_term_is_in_action_box_units():
         args = ttt.Args(checkpoint="unused", ttt_steps=4, ttt_batch_size=32, ttt_learning_rate=3e-2, ttt_bc_weight=1.0)
         policy = ttt.TTTPolicy(actor, critic, normalizer, args)
         torch.manual_seed(2)  # the same states and the same draws of visited states
-        with torch.no_grad():  # as data.evaluate calls it
+        with torch.no_grad():  # as evaluation.evaluate calls it
             actions = torch.cat([policy(torch.randn(4, 3) * 2) for _ in range(5)])
             s = normalizer(torch.randn(64, 3) * 2)
             shift = (policy.actors[0](s) - actor(s)).abs().max() / high
@@ -178,7 +181,7 @@ def test_ttt_raises_the_frozen_q_of_the_visited_states(local_dataset):
     dataset, envs, actor, critic, normalizer, policy = ttt_setup(local_dataset, ttt_learning_rate=1e-3)
     before = {name: p.clone() for name, p in actor.state_dict().items()}
     critic_before = {name: p.clone() for name, p in critic.state_dict().items()}
-    data.evaluate(policy, policy.track(envs), dataset, seed=3)
+    evaluation.evaluate(policy, policy.track(envs), dataset, seed=3)
     envs.close()
     for copy, visited in zip(policy.actors, policy.visited):  # each episode's copy on its own episode's states
         s = torch.cat(visited)
@@ -231,7 +234,7 @@ def test_ttt_adapts_each_episodes_copy_on_that_episodes_states_only():
     # the old protocol adapted one shared copy on every env's states, the auto-reset env 0's next episode included
     envs, actor, policy = counting_setup()
     torch.manual_seed(0)
-    _, lengths, visited, _ = data.run_episodes(policy, policy.track(envs), seed=0)
+    _, lengths, visited, _ = evaluation.run_episodes(policy, policy.track(envs), seed=0)
     assert list(lengths) == list(LENGTHS)
     assert len(policy.actors) == 2 and policy.actors[0] is not policy.actors[1]
     for i, length in enumerate(LENGTHS):
@@ -256,9 +259,9 @@ def test_ttt_adapts_each_episodes_copy_on_that_episodes_states_only():
 def test_ttt_reset_per_episode_gives_each_episode_a_fresh_copy(reset):
     envs, actor, policy = counting_setup(ttt_reset_per_episode=reset)
     tracked = policy.track(envs)
-    data.run_episodes(policy, tracked, seed=0)
+    evaluation.run_episodes(policy, tracked, seed=0)
     first = list(policy.actors)
-    data.run_episodes(policy, tracked, seed=1)
+    evaluation.run_episodes(policy, tracked, seed=1)
     rounds = 1 if reset else 2  # reset: each episode's copy starts from pi_0; else each env's copy carries on
     for i, length in enumerate(LENGTHS):
         assert (policy.actors[i] is first[i]) != reset
@@ -319,7 +322,7 @@ def test_checkpoint_is_evaluated_without_training(trainer, trained, run_dir, tmp
 @pytest.mark.parametrize("module", [opex, ttt])
 def test_another_algorithms_checkpoint_and_no_evaluation_are_refused(module, run_dir, tmp_path):
     other = str(tmp_path / "bc.pt")
-    data.save_checkpoint(other, "bc", {"dataset": DATASET}, 0, {}, data.Normalizer.identity(3))
+    checkpoints.save_checkpoint(other, "bc", {"dataset": DATASET}, 0, {}, data.Normalizer.identity(3))
     with pytest.raises(ValueError, match="written by bc, not ddpg_bc or awr: load it with algorithms/bc.py"):
         module.main(module.Args(checkpoint=other, run_dir=run_dir, progress=False))
     with pytest.raises(ValueError, match="--eval-episodes must be at least 1"):

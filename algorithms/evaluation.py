@@ -1,0 +1,129 @@
+"""Evaluation: how well a policy does in the dataset's environment.
+
+Lives here: the dataset's evaluation env, N episodes in a vector env with one batched policy call per step,
+the D4RL normalised score, the success rate of goal tasks, and the action MSE against the local suite's scripted
+expert (the training / validation / evaluation MSE of Park et al. 2024).
+Lives elsewhere: loading the data (data.py), logging the results of an evaluation during training
+(training.Run.evaluate / record), and the online phase's env (finetuning.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import gymnasium as gym
+import minari
+import numpy as np
+import torch
+
+import data
+
+
+@dataclass
+class EvalResult:
+    returns: np.ndarray  # raw undiscounted return per episode
+    lengths: np.ndarray
+    normalized: np.ndarray  # 100 * (return - ref_min) / (ref_max - ref_min); NaN without references
+    observations: np.ndarray  # flat observations the policy visited (for evaluation MSE)
+    successes: np.ndarray | None = None  # per episode: the env's info["success"] was ever true (goal tasks); None: no such info
+
+    @property
+    def mean(self) -> float:
+        return float(self.returns.mean())
+
+    @property
+    def normalized_mean(self) -> float:
+        return float(self.normalized.mean())
+
+    @property
+    def success_rate(self) -> float:
+        """The fraction of episodes that reached the goal (mazes, Adroit); NaN where the env reports no success."""
+        return float(self.successes.mean()) if self.successes is not None else float("nan")
+
+
+def make_env(dataset: minari.MinariDataset) -> gym.Env:
+    """The dataset's evaluation env (its eval_env_spec where it has one): what the policy is scored in."""
+    if data.is_local(dataset.id):
+        return data.local_builder(dataset.id).make_env(dataset.id)
+    return dataset.recover_environment(eval_env=True)
+
+
+def make_eval_envs(dataset: minari.MinariDataset, num_envs: int) -> gym.vector.VectorEnv:
+    """num_envs copies of the dataset's evaluation env, stepped in lockstep."""
+    return gym.vector.SyncVectorEnv([lambda: make_env(dataset) for _ in range(num_envs)])
+
+
+def run_episodes(policy, envs, seed, to_numpy=False, device="cpu", on_reward=None):
+    """One episode per env. Returns (returns, lengths, visited flat observations, successes or None)."""
+    observation, _ = envs.reset(seed=seed)
+    num_envs = envs.num_envs
+    returns, lengths = np.zeros(num_envs), np.zeros(num_envs, dtype=np.int64)
+    alive, visited, successes = np.ones(num_envs, bool), [], None
+    while alive.any():
+        flat = data.flatten_observation(observation)
+        visited.append(flat[alive])
+        if to_numpy:
+            action = np.asarray(policy(flat))
+        else:
+            with torch.no_grad():
+                action = policy(torch.as_tensor(flat, device=device)).cpu().numpy()
+        observation, reward, terminated, truncated, info = envs.step(action)
+        returns += reward * alive
+        lengths += alive
+        if "success" in info:  # the goal envs say when the goal is reached; an episode succeeds if it ever is
+            successes = (np.zeros(num_envs, bool) if successes is None else successes) | (np.asarray(info["success"], bool) & alive)
+        if on_reward is not None:
+            on_reward(reward)
+        alive &= ~(terminated | truncated)
+    return returns, lengths, np.concatenate(visited), successes
+
+
+def evaluate(
+    policy: Callable[[torch.Tensor], torch.Tensor], envs: gym.vector.VectorEnv, dataset: minari.MinariDataset,
+    seed: int = 0, device: torch.device | str = "cpu", on_reward: Callable[[np.ndarray], None] | None = None,
+) -> EvalResult:  # fmt: skip
+    """Run one episode in each of the vector env's copies with a batched policy.
+
+    policy maps raw flat observations (num_envs, obs_dim) on `device` to actions; it does its own
+    normalisation. on_reward (optional) sees each step's rewards, e.g. for a Decision Transformer's
+    return-to-go. The vector env must not autoreset into a new episode that we count: we stop each
+    copy at its first termination or truncation.
+    """
+    returns, lengths, visited, successes = run_episodes(policy, envs, seed, device=device, on_reward=on_reward)
+    return EvalResult(returns, lengths, normalized_score(dataset, returns), visited, successes)
+
+
+
+def normalized_score(dataset: minari.MinariDataset, returns: np.ndarray) -> np.ndarray:
+    """100 * (return - ref_min_score) / (ref_max_score - ref_min_score), as D4RL reports it."""
+    metadata = dataset.storage.metadata
+    if metadata.get("ref_min_score") is None or metadata.get("ref_max_score") is None:
+        return np.full(np.shape(returns), np.nan)
+    return 100.0 * minari.get_normalized_score(dataset, np.asarray(returns))
+
+
+def expert_action_mse(policy: Callable, dataset_id: str, observations, device="cpu") -> float:
+    """Mean squared error between policy(s) and the scripted expert's action on raw flat states s.
+
+    NaN where the dataset has no scripted expert (remote ids). policy as in evaluate().
+    """
+    if not data.is_local(dataset_id):
+        return float("nan")
+    expert = data.local_builder(dataset_id).scripted_expert(dataset_id)
+    if expert is None or len(observations) == 0:
+        return float("nan")
+    if torch.is_tensor(observations):
+        observations = observations.detach().cpu().numpy()
+    with torch.no_grad():
+        actions = policy(torch.as_tensor(observations, dtype=torch.float32, device=device)).cpu().numpy()
+    return float(np.mean((actions - expert(np.asarray(observations))) ** 2))
+
+
+
+def validation_mse(policy: Callable, valid: data.Transitions) -> dict[str, torch.Tensor]:
+    """valid/action_mse of policy on the held-out episodes (none with --validation-fraction 0, the default)."""
+    if len(valid) == 0:
+        return {}
+    with torch.no_grad():
+        return {"valid/action_mse": ((policy(valid.observations) - valid.actions) ** 2).mean()}
