@@ -27,8 +27,8 @@ import difflib
 import importlib.metadata
 import json
 import os
-import tempfile
 import time
+import uuid
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -278,13 +278,13 @@ def seeded_global_numpy(seed: int):
 
 def write_npz_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """np.savez_compressed to a temporary file beside `path`, then rename: never a half-written dataset."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")  # unique per writer
     try:
-        with os.fdopen(handle, "wb") as file:
+        with open(temporary, "xb") as file:  # (not mkstemp: the file gets the user's umask, as a download would)
             np.savez_compressed(file, **arrays)
         os.replace(temporary, path)
     except BaseException:
-        os.unlink(temporary)
+        temporary.unlink(missing_ok=True)
         raise
 
 

@@ -147,6 +147,9 @@ def test_build_record_says_local(built, tmp_path):
 def test_writes_are_atomic(built, tmp_path, monkeypatch):
     directory = built["pointmaze-medium-navigate-v0"].parent
     assert all(name.endswith(".npz") and not name.startswith(".") for name in os.listdir(directory))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(built["pointmaze-medium-navigate-v0"]).st_mode & 0o777 == 0o666 & ~umask  # as any new file
 
     def fail_halfway(file, **arrays):
         file.write(b"PK partial")
