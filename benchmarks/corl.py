@@ -2,7 +2,7 @@
 
     git clone https://github.com/tinkoff-ai/CORL /tmp/CORL                     # any checkout; nothing of it is copied here
     python benchmarks/corl.py speed --corl /tmp/CORL --out benchmarks/results/corl_speed.md
-    python benchmarks/corl.py parity --corl /tmp/CORL --readme README.md       # about 5 h on one 2-core VM
+    python benchmarks/corl.py parity --corl /tmp/CORL --readme docs/benchmarks.md  # about 2.5 h on one 2-core VM
     python benchmarks/corl.py parity --corl /tmp/CORL --updates 100 --cql-updates 100 --seeds 0 --out /tmp/smoke
 
 CORL's trainers import d4rl, wandb, pyrallis and the old `gym`. Nothing needs installing: before a trainer is
@@ -58,7 +58,7 @@ config field), so they get --cql-updates and --cql-batch-size on both sides alik
 --workers processes (one torch thread each), appended to <out>.jsonl as they finish; a rerun skips finished ones
 (benchmarks/sweep.py's run ids and its run_one for our side). Writes <out>.md (a table per algorithm x dataset:
 final normalised score mean ± std over seeds of both, the difference and the verdict), <out>.png (both learning
-curves) and, with --readme, the table into README between the corl markers. The verdict is computed: "within the
+curves) and, with --readme, the table into that page between the corl markers. The verdict is computed: "within the
 seeds' spread" when |mean_ours - mean_CORL| <= the larger of the two standard deviations (over seeds, ddof 1),
 otherwise "differs". The harness is tested without CORL (tests/test_corl_harness.py).
 """
@@ -471,7 +471,7 @@ class ParityArgs:
     logs: str = "benchmarks/out/corl_logs"
     """each run's stdout/stderr"""
     readme: str | None = None
-    """also write the table into this README, between the corl markers"""
+    """also write the table into this markdown page (docs/benchmarks.md), between the corl markers"""
 
 
 def flag_text(flags: dict[str, str]) -> str:
