@@ -772,10 +772,13 @@ def parity(args: ParityArgs) -> str:
     return text
 
 
+Command = (
+    Annotated[SpeedArgs, tyro.conf.subcommand("speed", description="updates/s of CORL's trainers and ours (issue 28)")]
+    | Annotated[ParityArgs, tyro.conf.subcommand("parity", description="scores of CORL's trainers and ours (issue 27)")]
+)
+
 if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    Speed = Annotated[SpeedArgs, tyro.conf.subcommand("speed", description="updates/s of CORL's trainers and ours (issue 28)")]
-    Parity = Annotated[ParityArgs, tyro.conf.subcommand("parity", description="scores of CORL's trainers and ours (issue 27)")]
-    chosen = tyro.cli(Speed | Parity)
+    chosen = tyro.cli(Command)
     speed(chosen) if isinstance(chosen, SpeedArgs) else parity(chosen)

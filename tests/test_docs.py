@@ -13,6 +13,8 @@ import io
 import os
 import re
 import shlex
+import types
+import typing
 
 import pytest
 import training
@@ -24,7 +26,7 @@ ALGORITHMS = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "algorithms"))
                     if f.endswith(".py") and "\nclass Args" in open(os.path.join(ROOT, "algorithms", f)).read())  # fmt: skip
 # a benchmark's or tool's options: the dataclass its command line parses (tyro.cli(XArgs) under __main__)
 BENCHMARKS = {(folder, f[:-3]): m.group(1) for folder in ("benchmarks", "tools") for f in os.listdir(os.path.join(ROOT, folder))
-              if f.endswith(".py") and (m := re.search(r"tyro\.cli\((\w+)\)\)", open(os.path.join(ROOT, folder, f)).read()))}  # fmt: skip
+              if f.endswith(".py") and (m := re.search(r"tyro\.cli\((\w+)\)", open(os.path.join(ROOT, folder, f)).read()))}  # fmt: skip
 SHARED = ("data", "evaluation", "training", "checkpoints", "checks", "finetuning", "local_suite")  # functions any page may name
 OTHER_TOOLS = {"logdir", "randomly-seed", "head"}  # flags of tensorboard, pytest-randomly, ray start
 COMMAND = re.compile(r"python (algorithms|benchmarks|tools)/(\w+)\.py([^`\n;|]*)")
@@ -36,7 +38,11 @@ def options(folder: str, script: str) -> type:
     return module.Args if folder == "algorithms" else getattr(module, BENCHMARKS[folder, script])
 
 
-def flags_of(cls: type) -> set[str]:
+def flags_of(cls) -> set[str]:
+    """A dataclass's flags; a union of subcommands' (corl.py's speed | parity): the subcommands' names and flags."""
+    if typing.get_origin(cls) in (typing.Union, types.UnionType):
+        members = [typing.get_args(member)[0] for member in typing.get_args(cls)]  # Annotated[XArgs, subcommand(...)]
+        return set.union(*(flags_of(member) for member in members))
     names = {"help"}
     for field in dataclasses.fields(cls):
         flag = field.name.replace("_", "-")
