@@ -22,6 +22,8 @@ import torch
 import torch._dynamo
 from torch.optim.adam import adam as functional_adam
 
+import checks
+
 WARMUP_STEPS = 3  # eager steps per flag value before a CUDA graph is captured (autograd and allocator settle first)
 
 
@@ -40,17 +42,17 @@ def compile_step(step: Callable, args, device: torch.device, optimizers: dict[st
     """
     compile, cudagraphs = args.compile, args.cudagraphs
     if cudagraphs and device.type != "cuda":
-        raise ValueError(f"--cudagraphs needs a CUDA device, and this run is on {device}: drop it (--compile works on CPU).")
+        raise checks.UserError(f"--cudagraphs needs a CUDA device, and this run is on {device}: drop it (--compile works on CPU).")
     bf16 = getattr(args, "matmul_precision", "fp32") == "bf16"
     if bf16 and not bf16_matmul_supported(device):
-        raise ValueError(
+        raise checks.UserError(
             f"--matmul-precision bf16 needs bf16 matrix hardware (a CPU with AVX512-BF16 or AMX, or a CUDA GPU of compute "
             f"capability 8.0 or later), and this run's {device} has none: drop the flag (fp32 is the default)."
         )
     if compile:
         for optimizer in optimizers.values():
             traceable(optimizer)
-        step = torch._dynamo.config.patch(trace_autograd_ops=True)(torch.compile(step))  # backward() inside the graph
+        step = torch._dynamo.config.patch(trace_autograd_ops=True)(torch.compile(step, fullgraph=True))  # backward() inside; a break is an error
     if bf16:
         # no autocast cache: a weight cast once would be reused after an optimizer step in the same update has changed it
         step = torch.autocast(device.type, torch.bfloat16, cache_enabled=False)(step)

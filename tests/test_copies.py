@@ -11,8 +11,8 @@ import os
 import pytest
 
 ALGORITHMS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "algorithms")
-SHARED = ("data", "evaluation", "training", "checkpoints", "finetuning")  # what scripts may import; README's table lists them
-SUITES = ("local_suite",)  # the builders of local datasets: they import the shared modules, nothing imports them
+SHARED = ("data", "evaluation", "training", "checkpoints", "finetuning", "checks", "speed")  # what scripts may import; README's table lists them
+SUITES = ("local_suite", "ogbench_suite")  # the builders of local datasets: they import the shared modules, nothing imports them
 MODULES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ALGORITHMS, "*.py")))
 SCRIPTS = [m for m in MODULES if m not in SHARED + SUITES]
 
@@ -50,14 +50,15 @@ def test_copies_meant_to_be_identical_are(name, scripts, at_least):
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_update_functions_share_one_argument_order(script):
-    """update(batch, <networks>, optimizers, [args], [step]): the batch first, the optimizers after the networks."""
+    """update(batch, <networks>, optimizers, [args], [a flag]): the batch first, the optimizers after the networks; a
+    flag is a bool the loop computes from the step (a graph per value under --compile, never an int that recompiles)."""
     tree = ast.parse(open(os.path.join(ALGORITHMS, f"{script}.py")).read())
     updates = [f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name.startswith("update")]
     assert updates or script in ("opex", "ttt"), f"{script} has no update()"
     for function in updates:
         names = [a.arg for a in function.args.args]
         assert names[0] == "batch" and "optimizers" in names, f"{script}.{function.name}{tuple(names)}"
-        assert set(names[names.index("optimizers") + 1 :]) <= {"args", "step"}, f"{script}.{function.name}{tuple(names)}"
+        assert set(names[names.index("optimizers") + 1 :]) <= {"args", "update_actor", "bc_warm_start"}, f"{script}.{function.name}{tuple(names)}"
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
