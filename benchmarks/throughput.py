@@ -11,7 +11,7 @@ Numbers are ratios within one run on one machine: compare rows, not machines. Wi
 checkout (e.g. `git worktree add /tmp/before <commit>`) is timed beside this one, script by script in the
 same run, each timing in a fresh interpreter so the two checkouts never share a module:
 
-    python benchmarks/throughput.py --baseline /tmp/before --options ""
+    python benchmarks/throughput.py --baseline /tmp/before --options eager
 """
 
 import importlib
@@ -46,28 +46,43 @@ class ThroughputArgs:
     """evaluation episodes at the end of every timed run (they cancel in the difference; 0 = none, for a dataset without an env)"""
     eval_envs: int = 10
     """copies in the vector env for the evaluation timing"""
-    options: tuple[str, ...] = ("", "--compile")
-    """speed flags timed as columns ("" = eager); on CUDA add "--cudagraphs" """
+    options: tuple[str, ...] = ("eager", "compile")
+    """speed options timed as columns: eager, or flag names joined by + without their dashes (compile+cudagraphs, matmul-precision=bf16); on CUDA add cudagraphs"""
     baseline: str | None = None
     """another checkout of the project, timed beside this one in the same run (columns "baseline" and "this / baseline")"""
     out: str | None = None
     """append the markdown table to this file"""
 
 
+def flags(option: str) -> list[str]:
+    """An option's script flags: "eager" none, "compile+cudagraphs" --compile --cudagraphs, "matmul-precision=bf16"
+    --matmul-precision bf16 (no leading dashes, which tyro would read as its own flags); "--compile" is taken as it is."""
+    if option.startswith("--"):
+        return option.split()
+    cli = []
+    for flag in option.split("+"):
+        name, _, value = flag.partition("=")
+        cli += [] if name in ("", "eager") else [f"--{name}", value] if value else [f"--{name}"]
+    return cli
+
+
 def timed_main(module, args: ThroughputArgs, steps: int, run_dir: str, option: str) -> float:
     torch._dynamo.reset()  # each run compiles afresh (from the warm-up's cache), never past the recompile limit
-    cli = [*option.split(), "--dataset", args.dataset, "--total-steps", str(steps), "--eval-every", str(10 * steps), "--eval-episodes", str(args.eval_episodes),
+    cli = [*flags(option), "--dataset", args.dataset, "--total-steps", str(steps), "--eval-every", str(10 * steps), "--eval-episodes", str(args.eval_episodes),
            "--no-progress", "--run-dir", run_dir, "--device", args.device, "--threads", str(args.threads)]  # fmt: skip
+    synchronize = torch.cuda.synchronize if args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available()) else lambda: None
+    synchronize()  # the GPU's queue empty before and after: the clock reads finished work
     start = time.perf_counter()
     module.main(tyro.cli(module.Args, args=cli))
+    synchronize()
     return time.perf_counter() - start
 
 
-def updates_per_second(script: str, args: ThroughputArgs, option: str, root: str = ROOT) -> float:
-    """N / (t(2N) - t(N)) of `script` in the checkout `root`, timed in a fresh interpreter."""
+def updates_per_second(script: str, args: ThroughputArgs, option: str, root: str = ROOT, timeout: float | None = None) -> float:
+    """N / (t(2N) - t(N)) of `script` in the checkout `root`, timed in a fresh interpreter (stopped after `timeout` s)."""
     worker = f"import sys; sys.path[:0] = [{os.path.join(ROOT, 'benchmarks')!r}]; import throughput; throughput.worker()"
     command = [sys.executable, "-c", worker, root, script, option, args.dataset, str(args.updates), args.device, str(args.threads), str(args.eval_episodes)]
-    done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
+    done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)), timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"timing {script} in {root} failed:\n{done.stderr[-2000:]}")
     return float(done.stdout.strip().splitlines()[-1])
