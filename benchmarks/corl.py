@@ -342,6 +342,10 @@ class SpeedArgs:
     """multiplies the timed updates of every algorithm (SPEED_UPDATES)"""
     threads: int = 1
     """torch CPU threads of both"""
+    options: tuple[str, ...] = ("eager",)
+    """our speed options, a row each beside the same CORL timing: eager, or benchmarks/throughput.py's names (compile, matmul-precision=bf16)"""
+    baseline: str | None = None
+    """another checkout of this project (e.g. `git worktree add /tmp/main main`), timed eager in the same rounds: a row each"""
     out: str | None = None
     """append the markdown table to this file"""
 
@@ -410,26 +414,34 @@ def speed(args: SpeedArgs) -> str:
 
     corl = check_corl(args.corl)
     started = time.time()
-    rows = [{"algorithm": a, "flags": SPEED_FLAGS[a], "corl": [], "ours": []} for a in args.algorithms]
+    rows = [{"algorithm": a if option == "eager" else f"{a} {option}", "script": a, "root": ROOT, "corl": [], "ours": [],
+             "flags": " ".join([SPEED_FLAGS[a], *throughput.flags(option)])} for a in args.algorithms for option in args.options]  # fmt: skip
+    if args.baseline:
+        rows += [{"algorithm": f"{a} (baseline)", "script": a, "root": os.path.abspath(args.baseline), "corl": [], "ours": [],
+                  "flags": SPEED_FLAGS[a]} for a in args.algorithms]  # fmt: skip
     with tempfile.TemporaryDirectory() as root:
         previous = os.environ.get("MINARI_DATASETS_PATH")
         os.environ["MINARI_DATASETS_PATH"] = root  # the timing interpreters inherit it
         try:
             hopper_standin()
             for round in range(args.rounds):
-                for row in rows:
-                    updates = max(2, int(SPEED_UPDATES[row["algorithm"]] * args.scale))
-                    row["corl"].append(corl_updates_per_second(corl, row["algorithm"], updates, args.threads))
-                    timing = throughput.ThroughputArgs(dataset=SPEED_DATASET, updates=updates, device="cpu", threads=args.threads, eval_episodes=0)
-                    row["ours"].append(throughput.updates_per_second(row["algorithm"], timing, row["flags"]))
-                    print(f"round {round + 1}: {row['algorithm']} CORL {row['corl'][-1]:.1f}, ours {row['ours'][-1]:.1f} updates/s", flush=True)
+                for algorithm in args.algorithms:  # CORL once, then each of our rows of this algorithm
+                    updates = max(2, int(SPEED_UPDATES[algorithm] * args.scale))
+                    corl_speed = corl_updates_per_second(corl, algorithm, updates, args.threads)
+                    for row in (r for r in rows if r["script"] == algorithm):
+                        row["corl"].append(corl_speed)
+                        timing = throughput.ThroughputArgs(dataset=SPEED_DATASET, updates=updates, device="cpu", threads=args.threads, eval_episodes=0)
+                        row["ours"].append(throughput.updates_per_second(algorithm, timing, row["flags"], row["root"]))
+                        print(f"round {round + 1}: {row['algorithm']} CORL {corl_speed:.1f}, ours {row['ours'][-1]:.1f} updates/s", flush=True)
         finally:
             if previous is None:
                 os.environ.pop("MINARI_DATASETS_PATH", None)
             else:
                 os.environ["MINARI_DATASETS_PATH"] = previous
     commit = subprocess.run(["git", "-C", corl, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
-    header = (f"### {time.strftime('%Y-%m-%d')}: CORL {commit or '(no git)'} vs ours, {cpu_name()}, {os.cpu_count()} cores, "
+    revision = lambda path: subprocess.run(["git", "-C", path, "describe", "--always", "--dirty"], capture_output=True, text=True, check=False).stdout.strip()  # noqa: E731
+    baseline = f", baseline {revision(args.baseline)}" if args.baseline else ""
+    header = (f"### {time.strftime('%Y-%m-%d')}: CORL {commit or '(no git)'} vs ours {revision(ROOT)}{baseline}, {cpu_name()}, {os.cpu_count()} cores, "
               f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} alternating rounds, "
               f"{(time.time() - started) / 60:.0f} min (`python benchmarks/corl.py speed`)")  # fmt: skip
     text = speed_table(rows, header)
