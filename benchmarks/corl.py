@@ -78,7 +78,7 @@ import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -342,6 +342,8 @@ class SpeedArgs:
     """multiplies the timed updates of every algorithm (SPEED_UPDATES)"""
     threads: int = 1
     """torch CPU threads of both"""
+    clock: Literal["wall", "process"] = "wall"
+    """both sides' clock: wall seconds, or CPU seconds of the timing process (benchmarks/throughput.py --clock), for a machine others share"""
     options: tuple[str, ...] = ("eager",)
     """our speed options, a row each beside the same CORL timing: eager, or benchmarks/throughput.py's names (compile, matmul-precision=bf16)"""
     baseline: str | None = None
@@ -359,7 +361,8 @@ def random_batch(arrays: dict[str, np.ndarray], batch_size: int, rng: np.random.
 
 def corl_speed_worker() -> None:
     """In a fresh interpreter: CORL's updates/s of one algorithm on the Hopper stand-in, printed."""
-    corl, algorithm, updates, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    corl, algorithm, updates, threads, clock = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    now = time.process_time if clock == "process" else time.perf_counter
     torch.set_num_threads(threads)
     arrays, _, longest = corl_arrays(SPEED_DATASET)
     with corl_stubs(OfflineEnv(arrays, longest)):
@@ -369,9 +372,9 @@ def corl_speed_worker() -> None:
 
             def loop(steps: int) -> float:
                 config = module.TrainConfig(device="cpu", env_name="hopper-medium-v2", update_steps=steps, num_workers=0)
-                start = time.perf_counter()
+                start = now()
                 module.train(config)
-                return time.perf_counter() - start
+                return now() - start
 
             loop(5)  # warm-up
             print(updates / max(loop(2 * updates) - loop(updates), 1e-9))
@@ -382,16 +385,16 @@ def corl_speed_worker() -> None:
         batches = [random_batch(arrays, config.batch_size, rng) for _ in range(16)]
         for i in range(20):  # warm-up: allocator, first-call costs
             trainer.train(batches[i % len(batches)])
-        start = time.perf_counter()
+        start = now()
         for i in range(2 * updates):
             trainer.train(batches[i % len(batches)])
-        print(2 * updates / (time.perf_counter() - start))
+        print(2 * updates / (now() - start))
 
 
-def corl_updates_per_second(corl: str, algorithm: str, updates: int, threads: int) -> float:
+def corl_updates_per_second(corl: str, algorithm: str, updates: int, threads: int, clock: str = "wall") -> float:
     worker = f"import sys; sys.path[:0] = [{os.path.join(ROOT, 'benchmarks')!r}]; import corl; corl.corl_speed_worker()"
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), TQDM_DISABLE="1")
-    done = subprocess.run([sys.executable, "-c", worker, corl, algorithm, str(updates), str(threads)], capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run([sys.executable, "-c", worker, corl, algorithm, str(updates), str(threads), clock], capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"timing CORL's {algorithm} failed:\n{done.stderr[-2000:]}")
     return float(done.stdout.strip().splitlines()[-1])
@@ -427,10 +430,10 @@ def speed(args: SpeedArgs) -> str:
             for round in range(args.rounds):
                 for algorithm in args.algorithms:  # CORL once, then each of our rows of this algorithm
                     updates = max(2, int(SPEED_UPDATES[algorithm] * args.scale))
-                    corl_speed = corl_updates_per_second(corl, algorithm, updates, args.threads)
+                    corl_speed = corl_updates_per_second(corl, algorithm, updates, args.threads, args.clock)
                     for row in (r for r in rows if r["script"] == algorithm):
                         row["corl"].append(corl_speed)
-                        timing = throughput.ThroughputArgs(dataset=SPEED_DATASET, updates=updates, device="cpu", threads=args.threads, eval_episodes=0)
+                        timing = throughput.ThroughputArgs(dataset=SPEED_DATASET, updates=updates, device="cpu", threads=args.threads, eval_episodes=0, clock=args.clock)
                         row["ours"].append(throughput.updates_per_second(algorithm, timing, row["flags"], row["root"]))
                         print(f"round {round + 1}: {row['algorithm']} CORL {corl_speed:.1f}, ours {row['ours'][-1]:.1f} updates/s", flush=True)
         finally:
@@ -442,7 +445,7 @@ def speed(args: SpeedArgs) -> str:
     revision = lambda path: subprocess.run(["git", "-C", path, "describe", "--always", "--dirty"], capture_output=True, text=True, check=False).stdout.strip()  # noqa: E731
     baseline = f", baseline {revision(args.baseline)}" if args.baseline else ""
     header = (f"### {time.strftime('%Y-%m-%d')}: CORL {commit or '(no git)'} vs ours {revision(ROOT)}{baseline}, {cpu_name()}, {os.cpu_count()} cores, "
-              f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} alternating rounds, "
+              f"torch {torch.__version__}, {args.threads} thread(s), {args.clock} clock, {args.rounds} alternating rounds, "
               f"{(time.time() - started) / 60:.0f} min (`python benchmarks/corl.py speed`)")  # fmt: skip
     text = speed_table(rows, header)
     print(text)
