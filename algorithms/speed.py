@@ -35,7 +35,8 @@ def compile_step(step: Callable, args, device: torch.device, optimizers: dict[st
     argument (TD3+BC's update_actor) gives one graph per value, compiled once each; nothing recompiles after that.
     --cudagraphs (CUDA): after WARMUP_STEPS eager steps per flag value, the step (compiled or not) is captured as one
     CUDA graph and then replayed: one launch per update, sampling included. Optimizers turn capturable at the first
-    step, after a --resume has loaded its saved settings (which say otherwise).
+    step, after a --resume has loaded its saved settings (which say otherwise), their learning rates device tensors
+    that an lr scheduler fills in place (a float would stay what it was at capture).
     --matmul-precision bf16: the step runs under autocast to bfloat16: matrix multiplies take bf16 inputs and
     accumulate in fp32 (AVX512-BF16 or AMX CPUs, CUDA GPUs of compute capability 8.0 or later); elementwise work,
     losses and optimizer states stay fp32. Refused where the hardware has no bf16 matrix unit.
@@ -148,6 +149,8 @@ class CudaGraphStep:
         for optimizer in self.optimizers.values():  # after --resume loaded its settings, before the first capture
             for group in optimizer.param_groups:
                 group["capturable"] = True
+                if not isinstance(group["lr"], torch.Tensor):  # a graph would keep a float; a scheduler fills this tensor
+                    group["lr"] = torch.tensor(group["lr"], device=group["params"][0].device)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         if self.calls[key] <= WARMUP_STEPS:
