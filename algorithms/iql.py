@@ -191,8 +191,9 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        members = len(x)  # all of them, or the first few (TD3's actor step follows Q_1 alone)
-        return torch.baddbmm(self.bias[:members], x, self.weight[:members])
+        if len(x) == len(self.weight):  # every member: no slice (a slice's backward writes a zero-padded weight copy)
+            return torch.baddbmm(self.bias, x, self.weight)
+        return torch.baddbmm(self.bias[: len(x)], x, self.weight[: len(x)])  # the first few (TD3's actor follows Q_1)
 
 
 class Critics(nn.Module):
