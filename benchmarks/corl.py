@@ -2,6 +2,7 @@
 
     git clone https://github.com/tinkoff-ai/CORL /tmp/CORL                     # any checkout; nothing of it is copied here
     python benchmarks/corl.py speed --corl /tmp/CORL --out benchmarks/results/corl_speed.md
+    python benchmarks/corl.py speed --corl /tmp/CORL --clock process --options eager matmul-precision=bf16 --baseline /tmp/main  # shared machine
     python benchmarks/corl.py parity --corl /tmp/CORL --readme docs/benchmarks.md  # about 2.5 h on one 2-core VM
     python benchmarks/corl.py parity --corl /tmp/CORL --updates 100 --cql-updates 100 --seeds 0 --out /tmp/smoke
 
