@@ -287,7 +287,9 @@ class Run:
         score = self.scores[-1] if self.scores else float("nan")
         said = f"normalized score {score:.1f} (return {self.returns[-1]:.1f})" if self.scores else "no evaluation"
         said += f", success {100 * self.success_rate:.0f}%" if np.isfinite(self.success_rate) else ""
-        said += f" (goals 1-{len(self.task_success_rates)}: {' '.join(f'{100 * r:.0f}%' for r in self.task_success_rates)})" if self.task_success_rates else ""
+        if self.task_success_rates:  # goal-conditioned (OGBench): success is the score, per evaluation goal and overall
+            each = " ".join(f"{100 * rate:.0f}%" for rate in self.task_success_rates)
+            said = f"success {100 * self.success_rate:.0f}% (goals 1-{len(self.task_success_rates)}: {each})"
         speed = f", {updates_per_s:.0f} updates/s" if self.step else ""
         print(f"{self.dataset_id} {self.algorithm} seed {self.args.seed}: {said}{speed}, logs in {self.path}")
         return RunResult(score, self.scores, self.returns, updates_per_s, self.path, self.policy_scores, self.success_rate, self.eval_steps,
