@@ -149,7 +149,7 @@ class OGBenchDataset:
         """OGBench's env of this id (single-task ids: it ends an episode on success; info['success'] is OGBench's)."""
         import ogbench
 
-        kwargs = {"render_mode": render_mode} if render_mode else {}
+        kwargs = {"render_mode": render_mode}  # None too: OGBench's envs default to rgb_array, which would render every episode
         return ogbench.make_env_and_datasets(ogbench_name(self.id), env_only=True, **kwargs)
 
 
