@@ -113,9 +113,9 @@ class GoalActor(nn.Module):
     """pi(a | s, g) = N(mu(s, g), I): OGBench's goal-conditioned actor with its constant std 1. The mean is unbounded
     while learning; acting, it is clipped to the action box (OGBench clips its actions to [-1, 1])."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, hidden_layers: int, low: np.ndarray, high: np.ndarray):
+    def __init__(self, obs_dim: int, goal_dim: int, act_dim: int, hidden_dim: int, hidden_layers: int, low: np.ndarray, high: np.ndarray):
         super().__init__()
-        self.net = mlp(2 * obs_dim, hidden_dim, hidden_layers, act_dim)  # the goal is an observation
+        self.net = mlp(obs_dim + goal_dim, hidden_dim, hidden_layers, act_dim)  # goals: observations (HIQL: representations)
         self.register_buffer("action_low", torch.tensor(low, dtype=torch.float32))
         self.register_buffer("action_high", torch.tensor(high, dtype=torch.float32))
 
@@ -264,7 +264,7 @@ def main(args: Args) -> training.RunResult:
 
     low, high = dataset.action_space.low, dataset.action_space.high
     sizes = (args.hidden_dim, args.hidden_layers, args.latent_dim, args.layer_norm)
-    actor = GoalActor(obs_dim, act_dim, args.hidden_dim, args.hidden_layers, low, high).to(device)
+    actor = GoalActor(obs_dim, obs_dim, act_dim, args.hidden_dim, args.hidden_layers, low, high).to(device)
     critic = BilinearCritics(2, obs_dim + act_dim, obs_dim, *sizes).to(device)
     value = BilinearCritics(1, obs_dim, obs_dim, *sizes).to(device) if args.extraction == "awr" else None  # AWR only
     networks = {"actor": actor, "critic": critic} | ({"value": value} if value is not None else {})
@@ -289,7 +289,7 @@ def make_policy(
     checkpoint.pt with it): raw observations in, actions out."""
     normalizer, low, high = data.Normalizer(**state["normalizer"]), dataset.action_space.low, dataset.action_space.high
     obs_dim, act_dim = normalizer.mean.shape[0], len(low)
-    networks = {"actor": GoalActor(obs_dim, act_dim, args.hidden_dim, args.hidden_layers, low, high).to(device)}
+    networks = {"actor": GoalActor(obs_dim, obs_dim, act_dim, args.hidden_dim, args.hidden_layers, low, high).to(device)}
     for name, network in networks.items():  # eval(): no dropout, as main() evaluates
         network.load_state_dict(state["models"][name])
         network.eval()

@@ -95,9 +95,9 @@ class GoalActor(nn.Module):
     """pi(a | s, g) = N(mu(s, g), I): OGBench's goal-conditioned actor with its constant std 1. The mean is unbounded
     while learning; acting, it is clipped to the action box (OGBench clips its actions to [-1, 1])."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, hidden_layers: int, low: np.ndarray, high: np.ndarray):
+    def __init__(self, obs_dim: int, goal_dim: int, act_dim: int, hidden_dim: int, hidden_layers: int, low: np.ndarray, high: np.ndarray):
         super().__init__()
-        self.net = mlp(2 * obs_dim, hidden_dim, hidden_layers, act_dim)  # the goal is an observation
+        self.net = mlp(obs_dim + goal_dim, hidden_dim, hidden_layers, act_dim)  # goals: observations (HIQL: representations)
         self.register_buffer("action_low", torch.tensor(low, dtype=torch.float32))
         self.register_buffer("action_high", torch.tensor(high, dtype=torch.float32))
 
@@ -138,7 +138,7 @@ def main(args: Args) -> training.RunResult:
     sampler = goals.GoalSampler(train, args.discount, value=goals.GoalMix(), actor=goals.GoalMix(random=random_goals))
 
     low, high = dataset.action_space.low, dataset.action_space.high
-    actor = GoalActor(obs_dim, act_dim, args.hidden_dim, args.hidden_layers, low, high).to(device)
+    actor = GoalActor(obs_dim, obs_dim, act_dim, args.hidden_dim, args.hidden_layers, low, high).to(device)
     optimizers = {"actor": torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True)}
     update_step = training.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
     policy = actor.act  # raw observations and goals in, actions out
@@ -160,7 +160,7 @@ def make_policy(
     checkpoint.pt with it): raw observations in, actions out."""
     normalizer, low, high = data.Normalizer(**state["normalizer"]), dataset.action_space.low, dataset.action_space.high
     obs_dim, act_dim = normalizer.mean.shape[0], len(low)
-    networks = {"actor": GoalActor(obs_dim, act_dim, args.hidden_dim, args.hidden_layers, low, high).to(device)}
+    networks = {"actor": GoalActor(obs_dim, obs_dim, act_dim, args.hidden_dim, args.hidden_layers, low, high).to(device)}
     for name, network in networks.items():  # eval(): no dropout, as main() evaluates
         network.load_state_dict(state["models"][name])
         network.eval()

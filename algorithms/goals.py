@@ -2,7 +2,7 @@
 
 Lives here: `GoalMix` (where goals come from: the current state, a later state of the same trajectory, a random
 dataset state), `GoalSampler` (a batch of transitions with value and actor goals, the goal-reaching reward and
-the bootstrap mask, drawn on the training device with torch alone), `GoalBatch` (what it returns), and
+the bootstrap mask, drawn on the training device with torch alone), `GoalBatch` (what it returns), HIQL's subgoals (`GoalSampler.subgoals`), and
 `actor_random_share` (OGBench's random actor goals on stitch datasets).
 Lives elsewhere: the dataset and its Transitions (data.py), OGBench's evaluation protocol (five evaluation goals
 per env, success at the end of each episode: evaluation.py's `evaluate(..., goal_conditioned=True)`), logging it
@@ -110,6 +110,14 @@ class GoalSampler:
             reached - 1.0 if self.negative_rewards else reached, 1.0 - reached,
             indices, value_goal_indices, actor_goal_indices,
         )  # fmt: skip
+
+    def subgoals(self, indices: torch.Tensor, goal_indices: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """HIQL's subgoals (OGBench's HGCDataset), as indices: the low level's goal is the state `steps` later in the
+        trajectory (its last state if sooner); the high level's target on the way to `goal_indices` is that state too,
+        but never past the goal when the goal lies ahead in the same trajectory."""
+        later = torch.minimum(indices + steps, self.final_indices[indices])
+        ahead = (goal_indices >= indices) & (goal_indices <= self.final_indices[indices])
+        return later, torch.where(ahead, torch.minimum(later, goal_indices), later)
 
 
 def actor_random_share(dataset_id: str, value_based: bool = True) -> float:

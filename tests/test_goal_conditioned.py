@@ -19,6 +19,7 @@ import evaluation
 import gcbc
 import gciql
 import goals
+import hiql
 import ogbench_data
 import ogbench_suite
 import training
@@ -27,7 +28,8 @@ from test_datasets import assert_tags_in_vocabulary
 DATASET = "ogbench/pointmaze-medium-navigate-v0"
 EPISODES, LENGTH = 3, 101  # 300 transitions of OGBench's point maze
 TINY = dict(dataset=DATASET, total_steps=40, batch_size=32, hidden_dim=32, hidden_layers=2, eval_every=40, eval_episodes=1, log_every=20, progress=False)
-RUNS = [(gcbc, {}), (gciql, {}), (gciql, {"extraction": "awr"}), (crl, {"latent_dim": 16}), (crl, {"latent_dim": 16, "extraction": "awr"})]
+RUNS = [(gcbc, {}), (gciql, {}), (gciql, {"extraction": "awr"}), (crl, {"latent_dim": 16}), (crl, {"latent_dim": 16, "extraction": "awr"}),
+        (hiql, {"rep_dim": 4, "subgoal_steps": 5})]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def chain(length: int = 30, episodes: int = 4) -> data.Transitions:
 
 def test_gcbc_loss_is_half_the_squared_error_plus_a_constant():
     torch.manual_seed(0)
-    actor = gcbc.GoalActor(3, 2, 16, 2, -np.ones(2), np.ones(2))
+    actor = gcbc.GoalActor(3, 3, 2, 16, 2, -np.ones(2), np.ones(2))
     s, g, a = torch.randn(5, 3), torch.randn(5, 3), torch.rand(5, 2) * 2 - 1
     expected = -0.5 * ((a - actor(s, g)) ** 2).sum(-1) - math.log(2 * math.pi)  # two dimensions of N(mu, 1)
     assert torch.allclose(actor.log_prob(s, g, a), expected)
@@ -97,7 +99,7 @@ def test_gciql_value_learns_the_discounted_steps_to_the_goal():
     gamma = 0.8
     args = gciql.Args(discount=gamma, expectile=0.5, hidden_dim=64, hidden_layers=2, target_update_rate=0.05, learning_rate=1e-3)
     sampler = goals.GoalSampler(chain(), gamma, goals.GoalMix(0.2, 0.0, geometric=True), goals.GoalMix())
-    actor = gciql.GoalActor(1, 1, 16, 1, -np.ones(1), np.ones(1))
+    actor = gciql.GoalActor(1, 1, 1, 16, 1, -np.ones(1), np.ones(1))
     critic = gciql.GoalCritics(1, 1, 64, 2, True)
     value = gciql.GoalValue(1, 64, 2, True)
     target = copy.deepcopy(critic).requires_grad_(False)
@@ -115,7 +117,7 @@ def test_gciql_value_learns_the_discounted_steps_to_the_goal():
     assert (v.diff() < 0).all()  # farther goals are worth less
 
 
-@pytest.mark.parametrize(("script", "flags"), RUNS, ids=lambda x: getattr(x, "__name__", None) or x.get("extraction", "ddpg_bc"))
+@pytest.mark.parametrize(("script", "flags"), RUNS, ids=lambda x: getattr(x, "__name__", None) or x.get("extraction", ""))
 def test_each_script_trains_and_is_scored_on_every_evaluation_goal(maze_file, script, flags, run_dir):
     result = script.main(script.Args(run_dir=run_dir, save_model=True, **TINY, **flags))
     events = EventAccumulator(result.run_path).Reload()
@@ -124,7 +126,7 @@ def test_each_script_trains_and_is_scored_on_every_evaluation_goal(maze_file, sc
     assert [logged[f"eval/success_rate_task{k}"][-1] for k in range(1, 6)] == pytest.approx(result.task_success_rates)
     assert logged["eval/success_rate"][-1] == pytest.approx(result.success_rate)
     assert all(math.isfinite(v[-1]) for tag, v in logged.items() if tag.startswith("losses/"))
-    if script is not gcbc:  # one extraction's losses, never the other's
+    if script in (gciql, crl):  # one extraction's losses, never the other's
         assert ("losses/q" in logged) == (flags.get("extraction", "ddpg_bc") == "ddpg_bc") != ("actor/weight_mean" in logged)
     assert_tags_in_vocabulary(result.run_path)
 
@@ -135,6 +137,17 @@ def test_each_script_trains_and_is_scored_on_every_evaluation_goal(maze_file, sc
     envs = evaluation.make_eval_envs(dataset, TINY["eval_episodes"])
     again = evaluation.evaluate(policy, envs, dataset, seed=evaluation.first_seed(0), goal_conditioned=True)
     assert again.task_success_rates.tolist() == result.task_success_rates and again.mean == result.returns[-1]
+
+
+def test_hiql_acts_through_the_subgoal_representation_and_weights_by_the_advantages_sign():
+    assert hiql.expectile_weights(torch.tensor([-1.0, 0.0, 2.0]), 0.7).tolist() == pytest.approx([0.3, 0.7, 0.7])
+    torch.manual_seed(0)
+    high = hiql.GoalActor(2, 2, 4, 16, 2, -np.full(4, np.inf), np.full(4, np.inf))
+    low = hiql.GoalActor(2, 4, 2, 16, 2, -np.ones(2), np.ones(2))
+    s, g = torch.randn(6, 2), torch.randn(6, 2)
+    subgoal = hiql.length_normalize(high(s, g))
+    assert torch.allclose(subgoal.norm(dim=-1), torch.full((6,), 2.0))  # length sqrt(rep_dim)
+    assert torch.equal(hiql.hierarchical_policy(high, low)(s, g), low.act(s, subgoal))
 
 
 def test_stitch_datasets_draw_half_the_actor_goals_at_random_unless_told():

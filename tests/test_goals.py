@@ -130,3 +130,20 @@ def test_a_cut_episode_is_refused():
     t = trajectories()
     with pytest.raises(data.DatasetError, match="whole episodes"):
         goals.GoalSampler(t.index(torch.arange(len(t) - 1)), 0.99, goals.GoalMix(), goals.GoalMix())
+
+
+def test_hiql_subgoals_are_k_steps_ahead_and_never_past_the_goal():
+    t, steps = trajectories(), 25
+    sampler = goals.GoalSampler(t, 0.99, goals.GoalMix(), goals.GoalMix())
+    indices = torch.arange(len(t)).repeat(20)
+    generator = torch.Generator().manual_seed(7)
+    goal_indices = sampler.sample_goals(indices, goals.GoalMix(random=0.5), generator)
+    later, targets = sampler.subgoals(indices, goal_indices, steps)
+    final = sampler.final_indices[indices]
+    assert torch.equal(later, torch.minimum(indices + steps, final))  # the low level's goal: k ahead, or the last state
+    found = where_goals_are(t, indices, goal_indices)
+    ahead = found["later"] | found["current"]  # the goal is this state or a later one of its trajectory
+    assert torch.equal(targets[ahead], torch.minimum(later, goal_indices)[ahead])  # stops at a goal ahead of it
+    assert torch.equal(targets[~ahead], later[~ahead])  # elsewhere (a random goal): k ahead
+    assert (targets[ahead] < later[ahead]).any() and (targets[ahead] == later[ahead]).any()  # both cases are exercised
+    assert torch.equal(t.episode_ids[targets], t.episode_ids[indices])
