@@ -67,7 +67,7 @@ RULES = (
       "eval_every", "log_every", "threads", "eval_rounds"), lambda v: v >= 1, "at least 1"),
     (("checkpoint_every", "eval_episodes", "online_steps", "bc_steps", "ttt_steps", "ttt_batch_size", "warmup_steps",
       "alpha", "cql_alpha", "kl_coefficient", "temperature", "policy_noise", "noise_clip", "weight_decay",
-      "ttt_bc_weight", "ttt_learning_rate", "rtg_scale", "target_action_gap", "betas"), lambda v: v >= 0, "0 or more"),
+      "ttt_bc_weight", "ttt_learning_rate", "rtg_scale", "target_action_gap", "betas", "actor_bc_coef", "critic_bc_coef"), lambda v: v >= 0, "0 or more"),
     (("learning_rate", "actor_lr", "critic_lr", "value_lr", "max_weight", "cql_temperature", "grad_clip"),
      lambda v: v > 0, "positive"),
     (("seed",), lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
