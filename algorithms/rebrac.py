@@ -159,7 +159,7 @@ class EnsembleLinear(nn.Module):
 
 
 class EnsembleLayerNorm(nn.Module):
-    """LayerNorm over the features of each member, with each member's own gain and bias: (E, B, d) -> (E, B, d)."""
+    """LayerNorm with its own scale and shift per ensemble member: each critic has its own LayerNorm (OGBench)."""
 
     def __init__(self, num_members: int, dim: int):
         super().__init__()
@@ -167,7 +167,7 @@ class EnsembleLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_members, 1, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+        return torch.addcmul(self.bias, nn.functional.layer_norm(x, x.shape[-1:]), self.weight)
 
 
 class Critics(nn.Module):
