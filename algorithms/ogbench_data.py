@@ -153,12 +153,18 @@ class OGBenchDataset:
         return ogbench.make_env_and_datasets(ogbench_name(self.id), env_only=True, **kwargs)
 
 
+_loaded: dict[tuple, OGBenchDataset] = {}  # (id, file, its mtime) -> dataset: a run's second load costs nothing
+
+
 def load_dataset(dataset_id: str) -> OGBenchDataset:
     """`ogbench/<name>` through ogbench.make_env_and_datasets(name, dataset_path=...): data.load_dataset calls this."""
     import ogbench
 
     check_local_id(dataset_id)
     path, source = dataset_file(dataset_id)
+    key = (dataset_id, str(path), path.stat().st_mtime_ns)
+    if key in _loaded:
+        return _loaded[key]
     print(f"{dataset_id}: {source}")
     try:
         env, train, val = ogbench.make_env_and_datasets(ogbench_name(dataset_id), dataset_path=str(path))
@@ -169,4 +175,5 @@ def load_dataset(dataset_id: str) -> OGBenchDataset:
         ) from error
     dataset = OGBenchDataset(dataset_id, env, train, val, source, path)
     data.check_spaces(dataset)
+    _loaded[key] = dataset
     return dataset

@@ -146,7 +146,7 @@ class Run:
             self.first_step = self._state["step"] + 1
         if self.args.eval_episodes > 0 or getattr(self.args, "online_steps", 0) > 0:
             # built now: a dataset whose env cannot be built here is found before step 1, not after training
-            dataset = data.load_dataset(self.dataset_id)  # not minari's own: ogbench/* ids are read by their module
+            dataset = data.load_dataset(self.dataset_id)  # any id: Minari's, the local suite's, ogbench/*
             self._envs = evaluation.make_eval_envs(dataset, max(self.args.eval_episodes, 1), self.args.capture_video)
         args, _ = self.args, self.writer
         self._start = time.time()

@@ -28,6 +28,7 @@ import ogbench_data
 import ogbench_suite
 import onestep_rl
 import opex
+import rebrac
 import sfbc
 import td3_bc
 import ttt
@@ -35,7 +36,7 @@ import ttt
 DATASET = "ogbench/cube-single-play-singletask-task2-v0"
 EPISODES, LENGTH = 3, 101  # 300 transitions; the single-task env's limit is 200 steps
 TINY = dict(total_steps=60, batch_size=32, hidden_dim=32, eval_every=60, eval_episodes=2, log_every=30, progress=False)
-SCRIPTS = [bc, td3_bc, cql, iql, onestep_rl, awr, ddpg_bc, sfbc, dt, cal_ql]
+SCRIPTS = [bc, td3_bc, cql, iql, onestep_rl, awr, ddpg_bc, sfbc, dt, cal_ql, rebrac]
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,8 @@ def test_hand_made_episode_bootstraps_through_time_limits_never_through_successe
     np.testing.assert_allclose(target, [8, 8, 0, 0, 8, 8, 8, 8])
 
 
-def test_loads_through_ogbench_and_says_it_is_a_local_build(cube_file, capsys):
+def test_loads_through_ogbench_and_says_it_is_a_local_build(cube_file, capsys, monkeypatch):
+    monkeypatch.setattr(ogbench_data, "_loaded", {})  # said on every first load in a process
     dataset = data.load_dataset(DATASET)
     assert "a LOCAL build" in capsys.readouterr().out and "a LOCAL build" in dataset.storage.metadata["ogbench_source"]
     assert f"{EPISODES} episodes" in dataset.source
