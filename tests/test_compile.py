@@ -18,12 +18,12 @@ import checks
 import speed
 from test_resume import FAST, TINY
 
-SCRIPTS = {"bc": dict(hidden_dim=16), **TINY}
+SCRIPTS = {"bc": dict(hidden_dim=16), "rebrac": dict(hidden_dim=16), **TINY}
 # the default run compiles one script of each kind (~30 s each on a CPU); CLEANOFFRL_COMPILE_ALL=1 compiles them all
 KINDS = ("td3_bc", "iql", "cql", "awr", "dt")  # a flag argument, one summed backward, two backwards, two step functions, AdamW
 COMPILED = SCRIPTS if os.environ.get("CLEANOFFRL_COMPILE_ALL") else KINDS
 # graphs per run: one per step function and value of its flag argument (update_actor, bc_warm_start) seen in 12 steps
-GRAPHS = {"td3_bc": 2, "cql": 2, "awr": 2, "ddpg_bc": 2, "sfbc": 2}
+GRAPHS = {"td3_bc": 2, "rebrac": 2, "cql": 2, "awr": 2, "ddpg_bc": 2, "sfbc": 2}
 
 
 def assert_close(expected, actual, where="models"):
