@@ -78,7 +78,11 @@ class OnlineInteraction:
 
     def sample(self, offline: data.Transitions, batch_size: int, mixing_ratio: float) -> data.Transitions:
         """A batch of which `mixing_ratio` comes from the offline data and the rest from the online episodes
-        (all offline until the first online episode ends)."""
+        (all offline until the first online episode ends); mixing_ratio -1: uniform over the union of both."""
+        if mixing_ratio == -1 and self.batches is not None:  # one replay buffer holding both, as IQL's code
+            indices = torch.randint(len(offline) + len(self.batches), (batch_size,), device=self.device)
+            from_online = indices >= len(offline)
+            return data.concatenate([offline.index(indices[~from_online]), self.batches.index(indices[from_online] - len(offline))])
         num_offline = batch_size if self.batches is None else round(mixing_ratio * batch_size)
         parts = [offline.sample(num_offline)] if num_offline else []
         if num_offline < batch_size:
