@@ -27,11 +27,12 @@ the online phase updates once after every env step (official: after each episode
 import copy
 import math
 from dataclasses import dataclass, replace
+from typing import Callable
 
+import minari
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import tyro
 
 import data
 import evaluation
@@ -113,6 +114,8 @@ class Args:
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
     """episodes per evaluation, run in parallel in a vector env (0 = no evaluation)"""
+    capture_video: bool = False
+    """record the first episode of each evaluation: run_dir/<run name>/videos/step_<N>.mp4 and TensorBoard's Images tab (MuJoCo without a display: MUJOCO_GL=egl, or MUJOCO_GL=osmesa with Debian's libosmesa6)"""
     log_every: int = 500
     """write losses to TensorBoard every this many updates"""
     run_dir: str = "runs"
@@ -131,6 +134,9 @@ class Args:
     """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
     wandb_project: str = "cleanoffrl"
     """Weights & Biases project name"""
+
+
+RECIPES: dict[str, dict] = {}  # `python algorithms/cal_ql.py RECIPE [flags]`: none yet: the paper's fine-tuning budgets (1M online steps on AntMaze) are not reproduced here
 
 
 def mlp(in_dim: int, hidden_dim: int, hidden_layers: int, out_dim: int) -> nn.Sequential:
@@ -310,10 +316,6 @@ def update(
 
 
 def main(args: Args) -> training.RunResult:
-    if args.cql_num_actions <= 0:
-        raise ValueError(f"--cql-num-actions must be a positive integer, got {args.cql_num_actions}.")
-    if not (0 <= args.mixing_ratio <= 1 or args.mixing_ratio == -1) or args.online_steps < 0:
-        raise ValueError(f"--mixing-ratio must be in [0, 1] or -1 and --online-steps 0 or more, got {args.mixing_ratio} and {args.online_steps}.")
     run = training.Run("cal_ql", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
     args, device = run.args, run.device
 
@@ -328,13 +330,13 @@ def main(args: Args) -> training.RunResult:
     action_scale, action_bias = (high - low) / 2, (high + low) / 2
 
     # sparse rewards: the failure reward, transformed as every reward is; an episode of nothing else has V^mu = r_fail / (1 - gamma)
-    failure = data.sparse_failure_reward(train.rewards) if args.sparse_reference else None
+    failure = finetuning.sparse_failure_reward(train.rewards) if args.sparse_reference else None
     failure = None if failure is None else float(reward_transform(torch.tensor([failure]))[0])
 
     def prepare(t: data.Transitions) -> data.Transitions:
         """Offline or online data as the update takes it; returns_to_go becomes V^mu, the discounted Monte-Carlo return."""
         t = replace(t.with_observations(normalizer), actions=((t.actions - action_bias) / action_scale).clamp(-1, 1), rewards=reward_transform(t.rewards))
-        return replace(t, returns_to_go=data.discounted_returns(t, args.gamma, failure))
+        return replace(t, returns_to_go=finetuning.discounted_returns(t, args.gamma, failure))
 
     offline = prepare(train)
     online = finetuning.OnlineInteraction(dataset, args.seed, device, prepare)  # the env of the online phase, its episodes
@@ -377,5 +379,21 @@ def main(args: Args) -> training.RunResult:
     return run.result()
 
 
+def make_policy(
+    args: Args, dataset: minari.MinariDataset, state: dict, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """The policy whose score main() reports, rebuilt from a checkpoint's state (tools/evaluate.py reads any run's
+    checkpoint.pt with it): raw observations in, actions out."""
+    normalizer, low, high = data.Normalizer(**state["normalizer"]), dataset.action_space.low, dataset.action_space.high
+    obs_dim, act_dim = normalizer.mean.shape[0], len(low)
+    networks = {"actor": TanhGaussianActor(obs_dim, act_dim, args.hidden_dim, args.hidden_layers).to(device)}
+    for name, network in networks.items():  # eval(): no dropout, as main() evaluates
+        network.load_state_dict(state["models"][name])
+        network.eval()
+    low, high = (torch.tensor(x, dtype=torch.float32, device=device) for x in (low, high))
+    action_scale, action_bias = (high - low) / 2, (high + low) / 2
+    return lambda obs: torch.tanh(networks["actor"](normalizer(obs))[0]) * action_scale + action_bias  # tanh(mu)
+
+
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(training.cli(Args, RECIPES))

@@ -16,11 +16,12 @@ extras: cql_clip_diff_min -200, orthogonal initialisation, and a critic depth se
 import copy
 import math
 from dataclasses import dataclass, replace
+from typing import Callable
 
+import minari
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import tyro
 
 import data
 import evaluation
@@ -91,6 +92,8 @@ class Args:
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
     """episodes per evaluation, run in parallel in a vector env (0 = no evaluation)"""
+    capture_video: bool = False
+    """record the first episode of each evaluation: run_dir/<run name>/videos/step_<N>.mp4 and TensorBoard's Images tab (MuJoCo without a display: MUJOCO_GL=egl, or MUJOCO_GL=osmesa with Debian's libosmesa6)"""
     log_every: int = 500
     """write losses to TensorBoard every this many updates"""
     run_dir: str = "runs"
@@ -109,6 +112,32 @@ class Args:
     """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
     wandb_project: str = "cleanoffrl"
     """Weights & Biases project name"""
+
+
+# `python algorithms/cql.py RECIPE [flags]`: a paper's settings for a family of datasets; flags after the name override
+# them. README's recipe table is generated from these (python benchmarks/recipes.py --readme README.md).
+RECIPES = {
+    "antmaze": dict(
+        flags=dict(dataset="D4RL/antmaze/umaze-v1", lagrange=True, target_action_gap=5.0, cql_alpha=5.0, reward_scale=4.0, reward_shift=-2.0,
+                   bc_steps=40_000, total_steps=3_000_000, eval_every=50_000, eval_episodes=100),  # fmt: skip
+        source="the official code: its README's AntMaze command (lagrange_thresh 5, min_q_weight 5, policy_lr 1e-4), "
+               "`d4rl/examples/cql_antmaze_new.py` (rewards (r - 0.5) x 4, policy_eval_start 40k, 3000 epochs of 1000 updates); "
+               "evaluation as CORL (100 episodes every 50k)",
+        published="CQL Table 2 (D4RL -v0): umaze 74.0, medium-play 61.2, large-play 15.8",
+    ),
+    "antmaze-corl": dict(
+        flags=dict(dataset="D4RL/antmaze/umaze-v1", lagrange=True, cql_alpha=5.0, target_action_gap=4.0, max_backup=True, reward_scale=10.0,
+                   reward_shift=-5.0, normalize_obs=False, total_steps=1_000_000, eval_every=50_000, eval_episodes=100),  # fmt: skip
+        source="CORL: `configs/offline/cql/antmaze/*_v2.yaml` (its gap 0.8 is compared with the gap itself, here with 5 x gap: 4); "
+               "CORL's 5-layer critic, -200 clip of the conservative term and orthogonal init have no flag here",
+        published="CORL (-v2): umaze 92.8, medium-play 65.8, large-play 20.8",
+    ),
+    "adroit": dict(
+        flags=dict(dataset="D4RL/pen/human-v2", cql_alpha=1.0, normalize_obs=True, total_steps=1_000_000, eval_every=5_000),
+        source="CORL: `configs/offline/cql/pen/*_v1.yaml` (no Lagrange, rewards as logged; orthogonal init has no flag here)",
+        published="CORL (-v1): pen-human 13.7, pen-cloned 1.0; CQL Table 2 (-v0, its own settings, not published): 37.5 / 39.2",
+    ),
+}
 
 
 def mlp(in_dim: int, hidden_dim: int, hidden_layers: int, out_dim: int) -> nn.Sequential:
@@ -278,8 +307,6 @@ def update(
 
 
 def main(args: Args) -> training.RunResult:
-    if args.cql_num_actions <= 0:
-        raise ValueError(f"--cql-num-actions must be a positive integer, got {args.cql_num_actions}.")
     run = training.Run("cql", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
     args, device = run.args, run.device
 
@@ -324,5 +351,21 @@ def main(args: Args) -> training.RunResult:
     return run.result()
 
 
+def make_policy(
+    args: Args, dataset: minari.MinariDataset, state: dict, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """The policy whose score main() reports, rebuilt from a checkpoint's state (tools/evaluate.py reads any run's
+    checkpoint.pt with it): raw observations in, actions out."""
+    normalizer, low, high = data.Normalizer(**state["normalizer"]), dataset.action_space.low, dataset.action_space.high
+    obs_dim, act_dim = normalizer.mean.shape[0], len(low)
+    networks = {"actor": TanhGaussianActor(obs_dim, act_dim, args.hidden_dim, args.hidden_layers).to(device)}
+    for name, network in networks.items():  # eval(): no dropout, as main() evaluates
+        network.load_state_dict(state["models"][name])
+        network.eval()
+    low, high = (torch.tensor(x, dtype=torch.float32, device=device) for x in (low, high))
+    action_scale, action_bias = (high - low) / 2, (high + low) / 2
+    return lambda obs: torch.tanh(networks["actor"](normalizer(obs))[0]) * action_scale + action_bias  # tanh(mu)
+
+
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(training.cli(Args, RECIPES))

@@ -1,7 +1,8 @@
 """Datasets: load any dataset id, check it, and hold it as tensors on the training device.
 
 Lives here: loading (any Minari id; the local suite's ids are built on first use by their builder module, found
-through LOCAL_BUILDERS), the load checks (spaces, NaN/inf, actions outside the box), `flatten_observation`,
+through LOCAL_BUILDERS), the load checks (the id, spaces, unreadable files, empty episodes, NaN/inf, actions
+outside the box, constant observations, overflowing rewards), `flatten_observation`,
 `Transitions` (every transition as tensors, sampling), train/validation splits, subsampling and filtering by
 episode, the observation `Normalizer` and the reward transforms.
 Lives elsewhere: evaluation in the dataset's env (evaluation.py), the training loop's plumbing (training.py),
@@ -20,6 +21,8 @@ import contextlib
 import difflib
 import importlib
 import io
+import math
+import re
 import warnings
 from dataclasses import dataclass, fields, replace
 from types import ModuleType
@@ -30,11 +33,13 @@ import minari
 import numpy as np
 import torch
 
+import checks
+
 # ----------------------------------------------------------------------------------------------
 # Errors: one sentence naming what was wrong and what to do.
 
 
-class DatasetError(ValueError):
+class DatasetError(checks.UserError):
     """A dataset id, file or content a user can fix."""
 
 
@@ -86,7 +91,11 @@ def is_local(dataset_id: str) -> bool:
 
 def load_dataset(dataset_id: str) -> minari.MinariDataset:
     """A Minari dataset by id: the local suite is built on first use, remote ids are downloaded."""
-    builder = local_builder(dataset_id)
+    if not re.fullmatch(r"[\w-]+(/[\w-]+)*-v\d+", dataset_id):  # Minari's (namespace/)name-vN: never a path, nor ".."
+        raise DatasetError(f"--dataset '{dataset_id}' is not a dataset id: ids are namespace/name-vN, e.g. pendulum/medium-v0.")
+    # a local namespace, or a typo of one (pendulm/...): its builder names the close ids, before any server retries
+    near = difflib.get_close_matches(dataset_id.split("/")[0], list(LOCAL_BUILDERS), n=1, cutoff=0.75)
+    builder = importlib.import_module(LOCAL_BUILDERS[near[0]]) if near else None
     if is_local(dataset_id):
         path = minari.storage.get_dataset_path(dataset_id)
         if path.exists() and not (path / "data" / ".complete").exists():
@@ -105,12 +114,8 @@ def load_dataset(dataset_id: str) -> minari.MinariDataset:
     except DatasetError:
         raise
     except Exception as error:  # noqa: BLE001 - minari raises many types; the message carries the cause
-        path = minari.storage.get_dataset_path(dataset_id)
-        if is_local(dataset_id) or (path / "data").exists():
-            raise DatasetError(
-                f"Dataset '{dataset_id}' at {path} could not be read ({type(error).__name__}: {error}); "
-                "it is corrupt or half-written: delete that folder and run again to rebuild or re-download it."
-            ) from error
+        if is_local(dataset_id) or (minari.storage.get_dataset_path(dataset_id) / "data").exists():
+            raise unreadable(dataset_id, error) from error
         candidates = dict.fromkeys(local_ids() + KNOWN_REMOTE + tuple(minari.list_local_datasets()))
         close = difflib.get_close_matches(dataset_id, list(candidates), n=3, cutoff=0.6)
         hint = f" Close matches: {', '.join(close)}." if close else ""
@@ -123,6 +128,14 @@ def load_dataset(dataset_id: str) -> minari.MinariDataset:
         raise DatasetError(f"Dataset '{dataset_id}' is empty (0 transitions): rebuild or re-download it.")
     register_robotics_envs()
     return dataset
+
+
+def unreadable(dataset_id: str, error: Exception) -> DatasetError:
+    path = minari.storage.get_dataset_path(dataset_id)
+    return DatasetError(
+        f"Dataset '{dataset_id}' at {path} could not be read ({type(error).__name__}: {error}); "
+        "it is corrupt or half-written: delete that folder and run again to rebuild or re-download it."
+    )
 
 
 def check_spaces(dataset: minari.MinariDataset) -> None:
@@ -214,7 +227,7 @@ class Transitions:
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Transitions:
         """A uniform batch; indices drawn on the data's device, no host round trip."""
         if batch_size > len(self):  # a shape, not a tensor: no host sync
-            raise ValueError(f"--batch-size {batch_size} is larger than the {len(self)} training transitions: pass a smaller one.")
+            raise checks.UserError(f"--batch-size {batch_size} is larger than the {len(self)} training transitions: pass a smaller one.")
         return self.index(torch.randint(len(self), (batch_size,), device=self.rewards.device, generator=generator))
 
     def to(self, device: torch.device | str) -> Transitions:
@@ -227,18 +240,29 @@ class Transitions:
 def to_transitions(dataset: minari.MinariDataset, device: torch.device | str = "cpu") -> Transitions:
     """Flatten a Minari dataset's episodes into Transitions on `device`."""
     columns: dict[str, list] = {f.name: [] for f in fields(Transitions)}
-    for episode_id, episode in enumerate(dataset.iterate_episodes()):
-        actions = np.asarray(episode.actions, dtype=np.float32).reshape(len(episode.rewards), -1)
-        if len(episode.rewards) == 0:
+    empty = 0
+    for episode_id, episode in enumerate(_read_episodes(dataset)):
+        if len(episode.rewards) == 0:  # an episode that ended before its first step: nothing to learn from
+            empty += 1
             continue
+        actions = np.asarray(episode.actions, dtype=np.float32).reshape(len(episode.rewards), -1)
         episode_arrays = episode_columns(episode_id, flatten_observation(episode.observations), actions, episode.rewards, episode.terminations)
         for name, array in episode_arrays.items():
             columns[name].append(array)
     if not columns["rewards"]:
         raise DatasetError(f"Dataset '{dataset.id}' has no transitions: rebuild or re-download it.")
+    if empty:
+        warnings.warn(f"Dataset '{dataset.id}': {empty} of its episodes have no step; they are left out.", DataWarning, stacklevel=2)
     arrays = {k: np.concatenate(v) for k, v in columns.items()}
     check_values(dataset, arrays)
     return Transitions(**{k: torch.from_numpy(v).to(device) for k, v in arrays.items()})
+
+
+def _read_episodes(dataset: minari.MinariDataset):
+    try:  # the file is read here, not on load: a truncated or corrupt one fails now, named with the fix
+        yield from dataset.iterate_episodes()
+    except Exception as error:  # noqa: BLE001 - h5py and minari raise many types; the message carries the cause
+        raise unreadable(dataset.id, error) from error
 
 
 def episode_columns(episode_id: int, observations: np.ndarray, actions: np.ndarray, rewards, terminations) -> dict[str, np.ndarray]:
@@ -264,39 +288,14 @@ def concatenate(parts: list[Transitions]) -> Transitions:
     return Transitions(**{f.name: torch.cat([getattr(t, f.name) for t in parts]) for f in fields(Transitions)})
 
 
-def discounted_returns(t: Transitions, gamma: float, failure_reward: float | None = None) -> torch.Tensor:
-    """sum_k gamma^k r_{t+k} to the end of each logged episode: the Monte-Carlo value of the data's own policy.
-
-    A time-limit end is not bootstrapped (as Cal-QL's code): with negative rewards the last steps' values are
-    then too high, with 0/1 rewards too low. With failure_reward (sparse rewards, see sparse_failure_reward), an
-    episode whose rewards all equal it gets failure_reward / (1 - gamma) at every step instead, as Cal-QL's code
-    (JaxCQL/replay_buffer.py:279-288): a failed episode cut by the time limit would otherwise end near 0."""
-    rewards, ends = t.rewards.double().cpu().numpy(), t.episode_ends.cpu().numpy()
-    returns, running = np.zeros_like(rewards), 0.0
-    for i in range(len(rewards) - 1, -1, -1):
-        running = rewards[i] + gamma * running * (not ends[i])
-        returns[i] = running
-    if failure_reward is not None:
-        episode = np.concatenate([[0], np.cumsum(ends[:-1])])  # each transition's episode, counted in order
-        failed = np.bincount(episode, weights=t.rewards.cpu().numpy() != failure_reward) == 0
-        returns[failed[episode]] = failure_reward / (1 - gamma)
-    return torch.as_tensor(returns, dtype=torch.float32, device=t.rewards.device)
-
-
-def sparse_failure_reward(rewards: torch.Tensor) -> float | None:
-    """The lower of the two values that sparse success/failure rewards take (AntMaze 0/1, Adroit-binary -1/0, our
-    point mazes 0/1); None for rewards that take any other number of values (dense rewards)."""
-    values = torch.unique(rewards)
-    return float(values[0]) if len(values) == 2 else None
-
-
-class DataWarning(UserWarning):
+class DataWarning(checks.Notice):
     """Something in a dataset the scripts handle (and say how), but a user should know."""
 
 
 def check_values(dataset: minari.MinariDataset, arrays: dict[str, np.ndarray]) -> None:
     """Once, on load: NaN/inf anywhere (next observations too) is refused, one sentence per problem;
-    actions outside the action box are clipped into it, with a warning saying how many."""
+    actions outside the action box are clipped into it, with a warning saying how many; constant observation
+    dimensions are named in a warning."""
     problems = []
     for name in ("observations", "next_observations", "actions", "rewards"):
         bad = ~np.isfinite(arrays[name].reshape(len(arrays[name]), -1)).all(1)
@@ -309,6 +308,10 @@ def check_values(dataset: minari.MinariDataset, arrays: dict[str, np.ndarray]) -
             )
     if problems:
         raise DatasetError(f"Dataset '{dataset.id}' cannot be trained on: " + " ".join(problems) + " Fix or drop those episodes.")
+    constant = np.flatnonzero(np.ptp(arrays["observations"], 0) == 0) if len(arrays["observations"]) > 1 else []
+    if len(constant):  # harmless (the Normalizer's eps keeps them at 0), but often not what a user meant to record
+        warnings.warn(f"Dataset '{dataset.id}': observation dimension(s) {', '.join(map(str, constant))} have the same value "
+                      "in every transition: they tell the policy nothing.", DataWarning, stacklevel=3)  # fmt: skip
     low, high = dataset.action_space.low.astype(np.float32), dataset.action_space.high.astype(np.float32)
     actions = arrays["actions"]
     outside = ((actions < low) | (actions > high)).any(1)
@@ -420,6 +423,14 @@ def reward_transform(train: Transitions, reward_scale: float, reward_shift: floa
                 f"{len(returns)} episode(s) all return {float(returns[0]):g}: pass --no-return-range-scale."
             )
         scale *= 1000.0 / spread
+    largest = float((train.rewards * scale + reward_shift).abs().max()) if len(train) else 0.0
+    if largest > 1e15:  # Q ~ r / (1 - gamma), squared in the TD loss: float32 overflows near 3.4e38
+        raw = float(train.rewards.abs().max()) or 1.0
+        raise DatasetError(
+            f"Rewards reach {largest:.3g} after --reward-scale and --reward-shift: Q-values near r / (1 - gamma) and their "
+            f"squared errors overflow float32; pass --reward-scale {10 ** -round(math.log10(raw)):g} (and a --reward-shift "
+            "of that scale) to bring them near 1."
+        )
     return lambda rewards: rewards * scale + reward_shift
 
 

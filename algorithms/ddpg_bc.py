@@ -16,12 +16,12 @@ Value and policy learn from separately sized nested prefixes of the data (--valu
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
+import minari
 import numpy as np
 import torch
 import torch.nn as nn
-import tyro
 
 import data
 import evaluation
@@ -85,6 +85,8 @@ class Args:
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
     """episodes per evaluation, run in parallel in a vector env (0 = no evaluation)"""
+    capture_video: bool = False
+    """record the first episode of each evaluation: run_dir/<run name>/videos/step_<N>.mp4 and TensorBoard's Images tab (MuJoCo without a display: MUJOCO_GL=egl, or MUJOCO_GL=osmesa with Debian's libosmesa6)"""
     log_every: int = 500
     """write losses to TensorBoard every this many updates"""
     run_dir: str = "runs"
@@ -103,6 +105,9 @@ class Args:
     """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
     wandb_project: str = "cleanoffrl"
     """Weights & Biases project name"""
+
+
+RECIPES: dict[str, dict] = {}  # `python algorithms/ddpg_bc.py RECIPE [flags]`: none: Park et al. 2024 publish data-scaling matrices, not table scores (docs/recipes.md lists AntMaze flags)
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, layer_norm: bool) -> nn.Sequential:
@@ -320,5 +325,19 @@ def main(args: Args) -> training.RunResult:
     return run.result()
 
 
+def make_policy(
+    args: Args, dataset: minari.MinariDataset, state: dict, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """The policy whose score main() reports, rebuilt from a checkpoint's state (tools/evaluate.py reads any run's
+    checkpoint.pt with it): raw observations in, actions out."""
+    normalizer, low, high = data.Normalizer(**state["normalizer"]), dataset.action_space.low, dataset.action_space.high
+    obs_dim, act_dim = normalizer.mean.shape[0], len(low)
+    networks = {"actor": Actor(obs_dim, act_dim, args.hidden_dim, low, high).to(device)}
+    for name, network in networks.items():  # eval(): no dropout, as main() evaluates
+        network.load_state_dict(state["models"][name])
+        network.eval()
+    return lambda obs: networks["actor"](normalizer(obs))
+
+
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(training.cli(Args, RECIPES))

@@ -13,12 +13,13 @@ Departures from the paper: observations are standardised with std + 1e-3 (the pa
 """
 
 from dataclasses import dataclass
+from typing import Callable
 
+import minari
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import tyro
 
 import data
 import training
@@ -79,6 +80,8 @@ class Args:
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
     """episodes per evaluation and target return, run in parallel in a vector env (0 = no evaluation)"""
+    capture_video: bool = False
+    """record the first episode of each evaluation: run_dir/<run name>/videos/step_<N>.mp4 and TensorBoard's Images tab (MuJoCo without a display: MUJOCO_GL=egl, or MUJOCO_GL=osmesa with Debian's libosmesa6)"""
     log_every: int = 250
     """write losses to TensorBoard every this many updates"""
     run_dir: str = "runs"
@@ -97,6 +100,25 @@ class Args:
     """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
     wandb_project: str = "cleanoffrl"
     """Weights & Biases project name"""
+
+
+# `python algorithms/dt.py RECIPE [flags]`: a paper's settings for a family of datasets; flags after the name override
+# them. README's recipe table is generated from these (python benchmarks/recipes.py --readme README.md).
+RECIPES = {
+    "antmaze": dict(
+        flags=dict(dataset="D4RL/antmaze/umaze-v1", embed_dim=128, num_layers=3, dropout=0.1, learning_rate=1e-4, warmup_steps=10_000,
+                   rtg_scale=1.0, target_returns=(1.0, 0.5), total_steps=100_000, eval_every=10_000, eval_episodes=100),  # fmt: skip
+        source="CORL: `configs/offline/dt/antmaze/*_v2.yaml` (reward_scale 1, since CORL PR #75)",
+        published="CORL (-v2): umaze 57.0, medium-play 0.0, large-play 0.0",
+    ),
+    "adroit": dict(
+        flags=dict(dataset="D4RL/pen/human-v2", embed_dim=128, num_layers=3, dropout=0.1, learning_rate=8e-4, batch_size=4096,
+                   warmup_steps=10_000, rtg_scale=1.0, target_returns=(3100.0, 1550.0), total_steps=100_000, eval_every=5_000,
+                   eval_episodes=100),  # fmt: skip
+        source="CORL: `configs/offline/dt/pen/*_v1.yaml`",
+        published="CORL (-v1): pen-human 67.7, pen-cloned 64.4",
+    ),
+}
 
 
 class Block(nn.Module):
@@ -266,9 +288,6 @@ class ContextPolicy:
 
 
 def main(args: Args) -> training.RunResult:
-    if args.context_length <= 0 or args.embed_dim % args.num_heads:
-        raise ValueError(f"--context-length must be positive, and --embed-dim {args.embed_dim} divisible by "
-                         f"--num-heads {args.num_heads}.")  # fmt: skip
     run = training.Run("dt", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
     args, device, K = run.args, run.device, run.args.context_length
 
@@ -308,5 +327,23 @@ def main(args: Args) -> training.RunResult:
     return run.result()
 
 
+def make_policy(
+    args: Args, dataset: minari.MinariDataset, state: dict, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """The policy whose score main() reports, rebuilt from a checkpoint's state (tools/evaluate.py reads any run's
+    checkpoint.pt with it): raw observations in, actions out."""
+    normalizer, low, high = data.Normalizer(**state["normalizer"]), dataset.action_space.low, dataset.action_space.high
+    obs_dim, act_dim = normalizer.mean.shape[0], len(low)
+    networks = {"model": DecisionTransformer(obs_dim, act_dim, args, low, high).to(device)}
+    for name, network in networks.items():  # eval(): no dropout, as main() evaluates
+        network.load_state_dict(state["models"][name])
+        network.eval()
+    train, _ = data.split_by_episode(data.to_transitions(dataset, device), args.validation_fraction)
+    rtg_scale, target_returns = return_conditioning(train, args)
+    policy = ContextPolicy(networks["model"], normalizer, args.context_length, rtg_scale)
+    policy.reset(target_returns[0])  # the headline target; evaluate it with on_reward=policy.on_reward
+    return policy
+
+
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(training.cli(Args, RECIPES))

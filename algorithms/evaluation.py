@@ -1,10 +1,11 @@
 """Evaluation: how well a policy does in the dataset's environment.
 
 Lives here: the dataset's evaluation env, N episodes in a vector env with one batched policy call per step,
-the D4RL normalised score, the success rate of goal tasks, and the action MSE against the local suite's scripted
-expert (the training / validation / evaluation MSE of Park et al. 2024).
-Lives elsewhere: loading the data (data.py), logging the results of an evaluation during training
-(training.Run.evaluate / record), and the online phase's env (finetuning.py).
+the seeds of those episodes, the frames of the first one (--capture-video) and the video file they make, the D4RL
+normalised score, the success rate of goal tasks, and the action MSE against the local suite's scripted expert (the
+training / validation / evaluation MSE of Park et al. 2024).
+Lives elsewhere: loading the data (data.py), logging the results of an evaluation during training, the video in
+TensorBoard included (training.Run.evaluate / record), and the online phase's env (finetuning.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import os
+import warnings
+
 import gymnasium as gym
+import imageio.v3 as iio
 import minari
 import numpy as np
 import torch
@@ -27,6 +32,8 @@ class EvalResult:
     normalized: np.ndarray  # 100 * (return - ref_min) / (ref_max - ref_min); NaN without references
     observations: np.ndarray  # flat observations the policy visited (for evaluation MSE)
     successes: np.ndarray | None = None  # per episode: the env's info["success"] was ever true (goal tasks); None: no such info
+    frames: np.ndarray | None = None  # the first episode as rendered, (T, H, W, 3) uint8; None: not recorded
+    fps: float = 30.0  # the env's render_fps: the frame rate of the video the frames make
 
     @property
     def mean(self) -> float:
@@ -42,24 +49,51 @@ class EvalResult:
         return float(self.successes.mean()) if self.successes is not None else float("nan")
 
 
-def make_env(dataset: minari.MinariDataset) -> gym.Env:
+def make_env(dataset: minari.MinariDataset, render_mode: str | None = None) -> gym.Env:
     """The dataset's evaluation env (its eval_env_spec where it has one): what the policy is scored in."""
+    if render_mode == "rgb_array":  # pygame (classic control) draws off-screen: no display needed, nor its warning
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     if data.is_local(dataset.id):
-        return data.local_builder(dataset.id).make_env(dataset.id)
-    return dataset.recover_environment(eval_env=True)
+        return data.local_builder(dataset.id).make_env(dataset.id, render_mode=render_mode)
+    try:
+        return dataset.recover_environment(eval_env=True, render_mode=render_mode)
+    except Exception as error:  # noqa: BLE001 - no env recorded (env=None), a missing package, ...: one sentence
+        raise data.DatasetError(
+            f"Dataset '{dataset.id}' has no evaluation env that can be built here ({type(error).__name__}: {error}): pass "
+            "--eval-episodes 0 to train without evaluating (fine-tuning needs the env), or install what the env needs."
+        ) from error
 
 
-def make_eval_envs(dataset: minari.MinariDataset, num_envs: int) -> gym.vector.VectorEnv:
-    """num_envs copies of the dataset's evaluation env, stepped in lockstep."""
-    return gym.vector.SyncVectorEnv([lambda: make_env(dataset) for _ in range(num_envs)])
+def make_eval_envs(dataset: minari.MinariDataset, num_envs: int, capture_video: bool = False) -> gym.vector.VectorEnv:
+    """num_envs copies of the dataset's evaluation env, stepped in lockstep; with capture_video the first one renders
+    frames (rgb_array), which run_episodes() keeps for its first episode. Rendering changes no state: the same
+    seeds give the same episodes with or without video."""
+    render_modes = ["rgb_array" if capture_video and i == 0 else None for i in range(num_envs)]
+    return gym.vector.SyncVectorEnv([lambda mode=mode: make_env(dataset, mode) for mode in render_modes])
 
 
-def run_episodes(policy, envs, seed, to_numpy=False, device="cpu", on_reward=None):
-    """One episode per env. Returns (returns, lengths, visited flat observations, successes or None)."""
+def first_seed(seed: int, round: int = 0, episodes_per_round: int = 0) -> int:
+    """Env i of the vector env starts from seed first_seed(--seed) + i: disjoint across --seed (up to 100k episodes
+    each), so that "± std over seeds" counts different start states, not the same ones again."""
+    return 1_000 + 100_000 * seed + round * episodes_per_round
+
+
+def run_episodes(policy, envs, seed, to_numpy=False, device="cpu", on_reward=None, frames=None):
+    """One episode per env. Returns (returns, lengths, visited flat observations, successes or None); a list passed
+    as frames receives env 0's rendered frames of its first episode (make_eval_envs(capture_video=True))."""
     observation, _ = envs.reset(seed=seed)
     num_envs = envs.num_envs
     returns, lengths = np.zeros(num_envs), np.zeros(num_envs, dtype=np.int64)
     alive, visited, successes = np.ones(num_envs, bool), [], None
+    recorded = envs.unwrapped.envs[0] if frames is not None else None
+    if recorded:
+        try:
+            frames.append(recorded.render())
+        except Exception as error:  # noqa: BLE001 - MuJoCo and pygame fail in many ways without a display
+            raise RuntimeError(
+                f"--capture-video could not render {recorded.spec.id if recorded.spec else 'the env'} ({type(error).__name__}: "
+                f"{error}): without a display, set MUJOCO_GL=egl, or MUJOCO_GL=osmesa after `apt-get install libosmesa6`."
+            ) from error
     while alive.any():
         flat = data.flatten_observation(observation)
         visited.append(flat[alive])
@@ -75,6 +109,8 @@ def run_episodes(policy, envs, seed, to_numpy=False, device="cpu", on_reward=Non
             successes = (np.zeros(num_envs, bool) if successes is None else successes) | (np.asarray(info["success"], bool) & alive)
         if on_reward is not None:
             on_reward(reward)
+        if recorded and alive[0]:  # the state the step led to, the last one included (the auto-reset comes a step later)
+            frames.append(recorded.render())
         alive &= ~(terminated | truncated)
     return returns, lengths, np.concatenate(visited), successes
 
@@ -90,8 +126,27 @@ def evaluate(
     return-to-go. The vector env must not autoreset into a new episode that we count: we stop each
     copy at its first termination or truncation.
     """
-    returns, lengths, visited, successes = run_episodes(policy, envs, seed, device=device, on_reward=on_reward)
-    return EvalResult(returns, lengths, normalized_score(dataset, returns), visited, successes)
+    first = envs.unwrapped.envs[0]
+    frames = [] if first.render_mode == "rgb_array" else None  # make_eval_envs(capture_video=True): record env 0
+    returns, lengths, visited, successes = run_episodes(policy, envs, seed, device=device, on_reward=on_reward, frames=frames)
+    video = np.stack(frames) if frames else None
+    return EvalResult(returns, lengths, normalized_score(dataset, returns), visited, successes, video, first.metadata.get("render_fps") or 30)
+
+
+def write_video(frames: np.ndarray, path: str, fps: float) -> str:
+    """frames (T, H, W, 3) uint8 as an H.264 mp4 at `path` (imageio-ffmpeg); as a GIF beside it where imageio-ffmpeg
+    is not installed. Returns the path written."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    try:
+        import imageio_ffmpeg  # noqa: F401 - the ffmpeg binary imageio writes mp4 with
+    except ImportError:
+        path = os.path.splitext(path)[0] + ".gif"
+        warnings.warn(f"imageio-ffmpeg is not installed, so the video is a GIF ({path}): pip install imageio-ffmpeg for mp4.")
+        iio.imwrite(path, frames, extension=".gif", duration=1000 / fps, loop=0)
+        return path
+    # macro_block_size 2: H.264's yuv420p needs even sides; imageio's default 16 would resize most renders
+    iio.imwrite(path, frames, extension=".mp4", plugin="FFMPEG", fps=fps, macro_block_size=2)
+    return path
 
 
 

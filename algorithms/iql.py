@@ -26,11 +26,12 @@ actor's learning rate.
 import copy
 import math
 from dataclasses import dataclass, replace
+from typing import Callable
 
+import minari
 import numpy as np
 import torch
 import torch.nn as nn
-import tyro
 
 import data
 import finetuning
@@ -99,6 +100,8 @@ class Args:
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
     """episodes per evaluation, run in parallel in a vector env (0 = no evaluation)"""
+    capture_video: bool = False
+    """record the first episode of each evaluation: run_dir/<run name>/videos/step_<N>.mp4 and TensorBoard's Images tab (MuJoCo without a display: MUJOCO_GL=egl, or MUJOCO_GL=osmesa with Debian's libosmesa6)"""
     log_every: int = 500
     """write losses to TensorBoard every this many updates"""
     run_dir: str = "runs"
@@ -117,6 +120,36 @@ class Args:
     """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
     wandb_project: str = "cleanoffrl"
     """Weights & Biases project name"""
+
+
+# `python algorithms/iql.py RECIPE [flags]`: a paper's settings for a family of datasets; flags after the name override
+# them. README's recipe table is generated from these (python benchmarks/recipes.py --readme README.md).
+RECIPES = {
+    "antmaze": dict(
+        flags=dict(dataset="D4RL/antmaze/umaze-v1", expectile=0.9, temperature=10.0, return_range_scale=False, reward_shift=-1.0,
+                   normalize_obs=False, total_steps=1_000_000, eval_every=100_000, eval_episodes=100),  # fmt: skip
+        source="the official code: `configs/antmaze_config.py`, `train_offline.py` (rewards - 1, observations as they are), its README's AntMaze command (100 episodes every 100k)",
+        published="IQL Table 1 (D4RL -v0): umaze 87.5, medium-play 71.2, large-play 39.6; CORL (-v2, normalised observations): 77.0 / 65.8 / 42.0",
+    ),
+    "kitchen": dict(
+        flags=dict(dataset="D4RL/kitchen/complete-v2", expectile=0.7, temperature=0.5, actor_dropout=0.1, return_range_scale=False,
+                   normalize_obs=False, total_steps=1_000_000, eval_every=5_000),  # fmt: skip
+        source="the official code: `configs/kitchen_config.py`, `train_offline.py` (rewards as logged), its README's Kitchen and Adroit command",
+        published="IQL Table 1 (D4RL -v0): complete 62.5, partial 46.3, mixed 51.0 (D4RL rewarded each task once: see docs/datasets.md)",
+    ),
+    "adroit": dict(
+        flags=dict(dataset="D4RL/pen/human-v2", expectile=0.7, temperature=0.5, actor_dropout=0.1, return_range_scale=False,
+                   normalize_obs=False, total_steps=1_000_000, eval_every=5_000),  # fmt: skip
+        source="the official code: `configs/kitchen_config.py` (its README's Adroit command uses it too), `train_offline.py`",
+        published="IQL Table 1 (D4RL -v0): pen-human 71.5, pen-cloned 37.3; CORL (-v1, --expectile 0.8 --temperature 3): 78.5 / 83.4",
+    ),
+    "pointmaze": dict(
+        flags=dict(dataset="pointmaze/medium-stitch-v0", expectile=0.9, temperature=10.0, return_range_scale=False, clip_target=True,
+                   total_steps=30_000, eval_every=5_000, eval_episodes=50),  # fmt: skip
+        source="ours, for the local mazes: AntMaze's settings without the reward shift, with --clip-target (`benchmarks/results/maze_recipe.md`)",
+        published="this project's stitching claim, seeds 10-12 (`benchmarks/results/claims/stitching.md`): 33.7 ± 20.8 [13.9, 55.4], success 75%",
+    ),
+}
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, dropout: float = 0.0) -> nn.Sequential:
@@ -265,10 +298,6 @@ def validation_losses(
 
 
 def main(args: Args) -> training.RunResult:
-    if not 0 < args.expectile < 1:
-        raise ValueError(f"--expectile must be in (0, 1), got {args.expectile}.")
-    if not (0 <= args.mixing_ratio <= 1 or args.mixing_ratio == -1) or args.online_steps < 0:
-        raise ValueError(f"--mixing-ratio must be in [0, 1] or -1 and --online-steps 0 or more, got {args.mixing_ratio} and {args.online_steps}.")
     run = training.Run("iql", args)  # seeds, device, run folder, TensorBoard; with --resume the checkpoint's settings
     args, device = run.args, run.device
 
@@ -335,5 +364,19 @@ def main(args: Args) -> training.RunResult:
     return run.result()
 
 
+def make_policy(
+    args: Args, dataset: minari.MinariDataset, state: dict, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """The policy whose score main() reports, rebuilt from a checkpoint's state (tools/evaluate.py reads any run's
+    checkpoint.pt with it): raw observations in, actions out."""
+    normalizer, low, high = data.Normalizer(**state["normalizer"]), dataset.action_space.low, dataset.action_space.high
+    obs_dim, act_dim = normalizer.mean.shape[0], len(low)
+    networks = {"actor": GaussianActor(obs_dim, act_dim, args.hidden_dim, low, high, args.actor_dropout).to(device)}
+    for name, network in networks.items():  # eval(): no dropout, as main() evaluates
+        network.load_state_dict(state["models"][name])
+        network.eval()
+    return lambda obs: networks["actor"](normalizer(obs))  # the mean action
+
+
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(training.cli(Args, RECIPES))

@@ -30,6 +30,7 @@ import minari
 import numpy as np
 from minari.data_collector import EpisodeBuffer
 
+import checks
 import data
 import evaluation
 
@@ -164,12 +165,12 @@ def scripted_expert(dataset_id: str) -> Callable[[np.ndarray], np.ndarray] | Non
     return MazeExpert(_maze_map(name.split("-")[0]))
 
 
-def make_env(dataset_id: str) -> gym.Env:
+def make_env(dataset_id: str, render_mode: str | None = None) -> gym.Env:
     if dataset_id.startswith("pendulum/"):
-        return gym.make("Pendulum-v1")
+        return gym.make("Pendulum-v1", render_mode=render_mode)
     data.register_robotics_envs()
     maze = dataset_id.split("/")[1].split("-")[0]
-    return gym.make(MAZE_TASKS[maze]["env"], maze_map=_maze_map(maze), reward_type="sparse")
+    return gym.make(MAZE_TASKS[maze]["env"], maze_map=_maze_map(maze), reward_type="sparse", render_mode=render_mode)
 
 
 class _HeldNoise:
@@ -364,6 +365,7 @@ if __name__ == "__main__":
         """rebuild even if the dataset exists (replaces it atomically)"""
 
     build_args = tyro.cli(BuildArgs)
+    checks.install_handler()  # an unknown id is one line, as in the training scripts
     warnings.simplefilter("ignore")  # minari asks for an author, e-mail and permalink
     for dataset_id in build_args.dataset_ids or LOCAL_SUITE:
         path = minari.storage.get_dataset_path(dataset_id)

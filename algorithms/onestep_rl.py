@@ -22,12 +22,12 @@ log-std soft-clamped to [-1, 1] and [-5, 0]); the reverse-KL term is estimated f
 import copy
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
+import minari
 import numpy as np
 import torch
 import torch.nn as nn
-import tyro
 
 import data
 import evaluation
@@ -86,6 +86,8 @@ class Args:
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
     """episodes per evaluation, run in parallel in a vector env (0 = no evaluation)"""
+    capture_video: bool = False
+    """record the first episode of each evaluation: run_dir/<run name>/videos/step_<N>.mp4 and TensorBoard's Images tab (MuJoCo without a display: MUJOCO_GL=egl, or MUJOCO_GL=osmesa with Debian's libosmesa6)"""
     log_every: int = 500
     """write losses to TensorBoard every this many updates"""
     run_dir: str = "runs"
@@ -104,6 +106,9 @@ class Args:
     """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
     wandb_project: str = "cleanoffrl"
     """Weights & Biases project name"""
+
+
+RECIPES: dict[str, dict] = {}  # `python algorithms/onestep_rl.py RECIPE [flags]`: none: no published score retrieved for the official code's settings (docs/recipes.md lists them)
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
@@ -262,8 +267,6 @@ def validation_losses(
 
 
 def main(args: Args) -> training.RunResult:
-    if args.num_action_samples <= 0:
-        raise ValueError(f"--num-action-samples must be a positive integer, got {args.num_action_samples}.")
     run = training.Run("onestep_rl", args)  # seeds, device, run folder, TensorBoard; --resume: the checkpoint's settings
     args, device = run.args, run.device
 
@@ -307,5 +310,23 @@ def main(args: Args) -> training.RunResult:
     return run.result()
 
 
+def make_policy(
+    args: Args, dataset: minari.MinariDataset, state: dict, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """The policy whose score main() reports, rebuilt from a checkpoint's state (tools/evaluate.py reads any run's
+    checkpoint.pt with it): raw observations in, actions out."""
+    normalizer, low, high = data.Normalizer(**state["normalizer"]), dataset.action_space.low, dataset.action_space.high
+    obs_dim, act_dim = normalizer.mean.shape[0], len(low)
+    networks = {"behaviour": GaussianPolicy(obs_dim, act_dim, args.hidden_dim, low, high).to(device),
+                "actor": GaussianPolicy(obs_dim, act_dim, args.hidden_dim, low, high).to(device),
+                "target_critic": Critics(obs_dim, act_dim, args.hidden_dim, args.num_critics).to(device)}  # fmt: skip
+    for name, network in networks.items():  # eval(): no dropout, as main() evaluates
+        network.load_state_dict(state["models"][name])
+        network.eval()
+    if args.improvement == "easy_bcq":
+        return lambda obs: easy_bcq_action(networks["target_critic"], networks["behaviour"], normalizer(obs), args.num_action_samples)
+    return lambda obs: networks["actor"](normalizer(obs))
+
+
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(training.cli(Args, RECIPES))

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn as nn
-import tyro
 from tqdm import tqdm
 
 import data
@@ -49,6 +48,8 @@ class Args:
     """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
     eval_episodes: int = 10
     """episodes per evaluated policy, run in parallel in a vector env (at least 1: evaluating is all this script does)"""
+    capture_video: bool = False
+    """record the first episode of each evaluation: run_dir/<run name>/videos/step_<N>.mp4 and TensorBoard's Images tab (MuJoCo without a display: MUJOCO_GL=egl, or MUJOCO_GL=osmesa with Debian's libosmesa6)"""
     run_dir: str = "runs"
     """TensorBoard logs go to run_dir/<run name>/"""
     exp_name: str = "opex"
@@ -59,6 +60,9 @@ class Args:
     """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
     wandb_project: str = "cleanoffrl"
     """Weights & Biases project name"""
+
+
+RECIPES: dict[str, dict] = {}  # `python algorithms/opex.py RECIPE [flags]`: none: its β grid is ours, no published score to reproduce
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, layer_norm: bool) -> nn.Sequential:
@@ -172,8 +176,6 @@ class OpexPolicy:
 
 
 def main(args: Args) -> training.RunResult:
-    if args.eval_episodes < 1:
-        raise ValueError(f"--eval-episodes must be at least 1, got {args.eval_episodes}: evaluating is all opex.py does.")
     run = training.Run("opex", args)  # seeds, device, run folder, TensorBoard
     device = run.device
     trained = run.checkpoint(TRAINERS)  # another script's checkpoint is refused, naming the script that reads it
@@ -210,4 +212,4 @@ def main(args: Args) -> training.RunResult:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(training.cli(Args, RECIPES))

@@ -16,12 +16,12 @@ Value and policy learn from separately sized nested prefixes of the data (--valu
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
+import minari
 import numpy as np
 import torch
 import torch.nn as nn
-import tyro
 
 import data
 import evaluation
@@ -85,6 +85,8 @@ class Args:
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
     """episodes per evaluation, run in parallel in a vector env (0 = no evaluation)"""
+    capture_video: bool = False
+    """record the first episode of each evaluation: run_dir/<run name>/videos/step_<N>.mp4 and TensorBoard's Images tab (MuJoCo without a display: MUJOCO_GL=egl, or MUJOCO_GL=osmesa with Debian's libosmesa6)"""
     log_every: int = 500
     """write losses to TensorBoard every this many updates"""
     run_dir: str = "runs"
@@ -103,6 +105,9 @@ class Args:
     """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
     wandb_project: str = "cleanoffrl"
     """Weights & Biases project name"""
+
+
+RECIPES: dict[str, dict] = {}  # `python algorithms/sfbc.py RECIPE [flags]`: none: Park et al. 2024 publish data-scaling matrices, not table scores (docs/recipes.md lists AntMaze flags)
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, layer_norm: bool) -> nn.Sequential:
@@ -241,11 +246,11 @@ def update_value(
 @torch.no_grad()
 def sfbc_action(obs: torch.Tensor, actor: Actor, critics: Critics, num_samples: int, max_rows: int = 65_536) -> torch.Tensor:
     """pi(s) = argmax over num_samples actions a_j ~ pi_beta(.|s) of min_i Q_i(s, a_j); obs normalised."""
-    if len(obs) * num_samples > max_rows:  # many states (the MSE analysis): a chunk at a time bounds memory
+    if obs.shape[0] * num_samples > max_rows:  # many states (the MSE analysis): a chunk at a time bounds memory
         return torch.cat([sfbc_action(part, actor, critics, num_samples) for part in obs.split(max_rows // num_samples)])
     candidates = actor.sample(obs, num_samples)  # (N, B, act_dim)
-    q = critics(obs.repeat(num_samples, 1), candidates.flatten(0, 1)).min(0).values.view(num_samples, len(obs))
-    return candidates[q.argmax(0), torch.arange(len(obs), device=obs.device)]
+    q = critics(obs.repeat(num_samples, 1), candidates.flatten(0, 1)).min(0).values.view(num_samples, obs.shape[0])
+    return candidates[q.argmax(0), torch.arange(obs.shape[0], device=obs.device)]
 
 
 def update_actor(
@@ -263,8 +268,6 @@ def update_actor(
 
 
 def main(args: Args) -> training.RunResult:
-    if not args.num_samples or min(args.num_samples) < 1:
-        raise ValueError("--num-samples needs one or more positive integers, e.g. --num-samples 1 4 16 64.")
     run = training.Run("sfbc", args, variant=args.value)  # seeds, device, run folder; --resume: the checkpoint's settings
     args, device = run.args, run.device
 
@@ -319,5 +322,20 @@ def main(args: Args) -> training.RunResult:
     return run.result()
 
 
+def make_policy(
+    args: Args, dataset: minari.MinariDataset, state: dict, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """The policy whose score main() reports, rebuilt from a checkpoint's state (tools/evaluate.py reads any run's
+    checkpoint.pt with it): raw observations in, actions out."""
+    normalizer, low, high = data.Normalizer(**state["normalizer"]), dataset.action_space.low, dataset.action_space.high
+    obs_dim, act_dim = normalizer.mean.shape[0], len(low)
+    networks = {"actor": Actor(obs_dim, act_dim, args.hidden_dim, low, high).to(device),
+                "critic": Critics(obs_dim, act_dim, args.hidden_dim, args.num_critics, args.layer_norm).to(device)}
+    for name, network in networks.items():  # eval(): no dropout, as main() evaluates
+        network.load_state_dict(state["models"][name])
+        network.eval()
+    return lambda obs: sfbc_action(normalizer(obs), networks["actor"], networks["critic"], args.num_samples[-1])  # the last N
+
+
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(training.cli(Args, RECIPES))

@@ -13,11 +13,12 @@ in units of the action box's half-width, which equals the paper's term on D4RL's
 import copy
 import math
 from dataclasses import dataclass
+from typing import Callable
 
+import minari
 import numpy as np
 import torch
 import torch.nn as nn
-import tyro
 
 import data
 import evaluation
@@ -76,6 +77,8 @@ class Args:
     """evaluate the policy every this many updates (and once at the end)"""
     eval_episodes: int = 10
     """episodes per evaluation, run in parallel in a vector env (0 = no evaluation)"""
+    capture_video: bool = False
+    """record the first episode of each evaluation: run_dir/<run name>/videos/step_<N>.mp4 and TensorBoard's Images tab (MuJoCo without a display: MUJOCO_GL=egl, or MUJOCO_GL=osmesa with Debian's libosmesa6)"""
     log_every: int = 500
     """write losses to TensorBoard every this many updates"""
     run_dir: str = "runs"
@@ -94,6 +97,22 @@ class Args:
     """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
     wandb_project: str = "cleanoffrl"
     """Weights & Biases project name"""
+
+
+# `python algorithms/td3_bc.py RECIPE [flags]`: a paper's settings for a family of datasets; flags after the name override
+# them. README's recipe table is generated from these (python benchmarks/recipes.py --readme README.md).
+RECIPES = {
+    "antmaze": dict(
+        flags=dict(dataset="D4RL/antmaze/umaze-v1", reward_shift=-1.0, total_steps=1_000_000, eval_every=5_000, eval_episodes=100),
+        source="CORL: `configs/offline/td3_bc/antmaze/*_v2.yaml` (normalize_reward: rewards - 1 on antmaze, `algorithms/offline/td3_bc.py`)",
+        published="CORL (-v2): umaze 70.8, medium-play 0.3, large-play 0.0",
+    ),
+    "adroit": dict(
+        flags=dict(dataset="D4RL/pen/human-v2", total_steps=1_000_000, eval_every=5_000),
+        source="CORL: `configs/offline/td3_bc/pen/*_v1.yaml` (the paper's defaults, rewards as logged)",
+        published="CORL (-v1): pen-human -3.9, pen-cloned 5.1",
+    ),
+}
 
 
 class Actor(nn.Module):
@@ -226,5 +245,19 @@ def main(args: Args) -> training.RunResult:
     return run.result()
 
 
+def make_policy(
+    args: Args, dataset: minari.MinariDataset, state: dict, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """The policy whose score main() reports, rebuilt from a checkpoint's state (tools/evaluate.py reads any run's
+    checkpoint.pt with it): raw observations in, actions out."""
+    normalizer, low, high = data.Normalizer(**state["normalizer"]), dataset.action_space.low, dataset.action_space.high
+    obs_dim, act_dim = normalizer.mean.shape[0], len(low)
+    networks = {"actor": Actor(obs_dim, act_dim, args.hidden_dim, low, high).to(device)}
+    for name, network in networks.items():  # eval(): no dropout, as main() evaluates
+        network.load_state_dict(state["models"][name])
+        network.eval()
+    return lambda obs: networks["actor"](normalizer(obs))
+
+
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(training.cli(Args, RECIPES))

@@ -25,7 +25,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
-import tyro
 from tqdm import tqdm
 
 import data
@@ -61,6 +60,8 @@ class Args:
     """torch CPU threads; 1 is fastest whenever anything else runs on the machine"""
     eval_episodes: int = 10
     """episodes per round, run in parallel in a vector env (at least 1: evaluating is all this script does)"""
+    capture_video: bool = False
+    """record the first episode of each evaluation: run_dir/<run name>/videos/step_<N>.mp4 and TensorBoard's Images tab (MuJoCo without a display: MUJOCO_GL=egl, or MUJOCO_GL=osmesa with Debian's libosmesa6)"""
     run_dir: str = "runs"
     """TensorBoard logs go to run_dir/<run name>/"""
     exp_name: str = "ttt"
@@ -71,6 +72,9 @@ class Args:
     """mirror the scalars to Weights & Biases (needs `pip install wandb`)"""
     wandb_project: str = "cleanoffrl"
     """Weights & Biases project name"""
+
+
+RECIPES: dict[str, dict] = {}  # `python algorithms/ttt.py RECIPE [flags]`: none: the TTT settings are ours, no published score to reproduce
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, layer_norm: bool) -> nn.Sequential:
@@ -243,17 +247,14 @@ class EpisodeTracker(gym.vector.VectorWrapper):
 
 
 def merge(results: list[evaluation.EvalResult]) -> evaluation.EvalResult:
-    """One EvalResult from several rounds of episodes."""
+    """One EvalResult from several rounds of episodes (the video, if any: the first round's)."""
     fields = ("returns", "lengths", "normalized", "observations")
     successes = None if any(r.successes is None for r in results) else np.concatenate([r.successes for r in results])
-    return evaluation.EvalResult(*(np.concatenate([getattr(r, field) for r in results]) for field in fields), successes)
+    merged = (np.concatenate([getattr(r, field) for r in results]) for field in fields)
+    return evaluation.EvalResult(*merged, successes, results[0].frames, results[0].fps)
 
 
 def main(args: Args) -> training.RunResult:
-    if args.eval_episodes < 1:
-        raise ValueError(f"--eval-episodes must be at least 1, got {args.eval_episodes}: evaluating is all ttt.py does.")
-    if args.ttt_steps < 0 or args.ttt_learning_rate < 0 or args.ttt_batch_size < 0 or args.eval_rounds <= 0:
-        raise ValueError("--ttt-steps, --ttt-learning-rate, --ttt-batch-size must be >= 0 and --eval-rounds > 0.")
     run = training.Run("ttt", args)  # seeds, device, run folder, TensorBoard
     device = run.device
     trained = run.checkpoint(TRAINERS)  # another script's checkpoint is refused, naming the script that reads it
@@ -281,7 +282,7 @@ def main(args: Args) -> training.RunResult:
     # each round: pi_0 and TTT on the same episodes (round 0: those the training run was evaluated on); TTT's envs
     # tell it when each episode starts and ends, so each episode adapts its own copy on its own states only
     ttt, rounds = TTTPolicy(actor, critics, normalizer, args), []
-    envs = evaluation.make_eval_envs(dataset, args.eval_episodes)
+    envs = evaluation.make_eval_envs(dataset, args.eval_episodes, args.capture_video)
     for r in tqdm(range(args.eval_rounds), disable=not args.progress, desc=run.name[:40]):
         seed = run.eval_seed(round=r)  # new start states each round, disjoint across --seed
         base = evaluation.evaluate(base_policy, envs, dataset, seed=seed, device=device)
@@ -315,4 +316,4 @@ def main(args: Args) -> training.RunResult:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(training.cli(Args, RECIPES))

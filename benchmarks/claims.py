@@ -17,7 +17,8 @@ finished claim rewrites its report in seconds; a run cut off mid-way continues f
 written every CHECKPOINT_EVERY updates) and writes benchmarks/results/claims/<claim>.{jsonl,md,png} with the
 learning curves of its runs (from the recorded evaluations, so they redraw anywhere). The verdict is computed
 from the numbers, never typed: "yes" when the claim holds in every comparison it names, "partly" when in some,
-"no" when in none. With --readme the claims table of README.md (between `<!-- claims:start -->` and
+"no" when in none; a win is a 95% bootstrap interval of the mean over seeds wholly above the other's (no overlap).
+With --readme the claims table of README.md (between `<!-- claims:start -->` and
 `<!-- claims:end -->`) is regenerated. Budgets are CPU-sized (thousands of updates, not the papers' million)
 and stated in every report, with the claim's compute time.
 """
@@ -166,7 +167,8 @@ def success_rates(records: list[dict], script: str, dataset: str, **flags) -> li
 
 
 def mean_std(values: list[float]) -> str:
-    return f"{np.mean(values):.1f} ± {np.std(values):.1f}" if values else "—"
+    """mean ± sample std [95% bootstrap CI of the mean] over the report seeds (report.summary)."""
+    return report.summary(values, seeds=False)
 
 
 def verdict(wins: list[bool]) -> str:
@@ -174,8 +176,8 @@ def verdict(wins: list[bool]) -> str:
 
 
 def beats(a: list[float], b: list[float]) -> bool:
-    """a's mean above b's by more than the larger of the two standard deviations."""
-    return bool(a and b and np.mean(a) - np.mean(b) > max(np.std(a), np.std(b)))
+    """a's 95% bootstrap interval of the mean wholly above b's (report.beats): with 3 seeds, a's worst above b's best."""
+    return report.beats(a, b)
 
 
 def offline_rl_beats_bc(records: list[dict]) -> tuple[str, str]:
@@ -420,7 +422,7 @@ def run_claim(claim: str, args: ClaimsArgs) -> tuple[str, str]:
         body = report.table(shown) + f"\n\n![{claim}]({claim}.png)"
     if claim != "eval-mse":  # its runs are every evaluation's point in the plots above
         curves = report.learning_curves(shown, f"{prefix}_curves.png")
-        body += f"\n\nLearning curves (mean ± std over the report seeds):\n\n![learning curves]({claim}_curves.png)"
+        body += f"\n\nLearning curves (mean ± sample std over the report seeds):\n\n![learning curves]({claim}_curves.png)"
         # the mean score still climbing at the end: more updates could change these numbers
         rising = [f"{variant} on {dataset}" for (dataset, variant), (_, mean) in curves.items() if len(mean) > 1 and mean[-1] - mean[-2] > 5]
         body += "\n\nStill rising at the end (last evaluation > 5 points above the one before): " + (", ".join(rising) or "none") + "."
@@ -434,8 +436,8 @@ def run_claim(claim: str, args: ClaimsArgs) -> tuple[str, str]:
     )
     with open(f"{prefix}.md", "w") as f:
         f.write(f"# {TITLES[claim]}\n\n**Held: {result[0]}.** {result[1]}\n\n"
-                f"Command: `python benchmarks/claims.py {claim}`. Normalised scores at the last evaluation, mean ± std over "
-                f"the report seeds {list(args.seeds)}, 2-core CPU, one torch thread per run. Budgets:\n"
+                f"Command: `python benchmarks/claims.py {claim}`. Normalised scores at the last evaluation, mean ± sample std "
+                f"[95% bootstrap CI of the mean] over the report seeds {list(args.seeds)}, 2-core CPU, one torch thread per run. Budgets:\n"
                 f"{budget_lines(claim, args)}{tuned}\n\n{body}\n")  # fmt: skip
     print(f"{claim}: held {result[0]}: {result[1]}")
     return result

@@ -12,11 +12,12 @@ after each, and is evaluated every --eval-every updates through both phases: CQL
 0.5), IQL (`iql.py --online-steps`) on batches drawn uniformly from both (the official code).
 The runs go through benchmarks/sweep.py, so a rerun only runs what is missing and a run cut off continues from its
 last checkpoint. Writes <out>.jsonl, <out>.md (a table of the score before fine-tuning, at the dip and at the end,
-and the verdict) and <out>.png (normalised score against online env steps, mean ± std over seeds); with --readme,
+and the verdict) and <out>.png (normalised score against online env steps, mean ± sample std over seeds); with --readme,
 the table and verdict also replace README's text between `<!-- finetune:start -->` and `<!-- finetune:end -->`.
 
 The verdict is computed, never typed: a method collapses when its mean dip (each seed's lowest evaluation in the
-first --dip-window online steps) is more than --collapse-points below its mean score before fine-tuning.
+first --dip-window online steps) is more than --collapse-points below its mean score before fine-tuning, and the 95%
+bootstrap intervals of the two means do not overlap (report.beats: a drop within the seeds' noise is no collapse).
 """
 
 import os
@@ -60,7 +61,7 @@ class FinetuneArgs:
     dip_window: int = 1_000
     """the dip is each seed's lowest evaluation in this many first online env steps"""
     collapse_points: float = 10.0
-    """a mean dip this many normalised points below the score before fine-tuning is a collapse"""
+    """a mean dip this many normalised points below the score before fine-tuning, the 95% intervals apart, is a collapse"""
     workers: int = 2
     """parallel runs (one torch thread each)"""
     out: str = "benchmarks/results/finetune"
@@ -88,7 +89,7 @@ def summarize(by_method: dict, dip_window: int, collapse_points: float) -> list[
         before = scores[:, env_steps <= 0][:, -1]  # the last offline evaluation
         dip = scores[:, (env_steps > 0) & (env_steps <= dip_window)].min(1)
         end = scores[:, -1]
-        collapses = before.mean() - dip.mean() > collapse_points
+        collapses = before.mean() - dip.mean() > collapse_points and report.beats(before, dip)
         rows.append(dict(method=name, seeds=len(scores), before=before, dip=dip, end=end, collapses=bool(collapses)))
     return rows
 
@@ -112,7 +113,7 @@ def write_report(args: FinetuneArgs, records: list[dict], wall_s: float) -> str:
     rows = summarize(by_method, args.dip_window, args.collapse_points)
     figure, axis = plt.subplots(figsize=(6.5, 4))
     for name, (env_steps, scores) in by_method.items():
-        mean, std = scores.mean(0), scores.std(0)
+        mean, std = scores.mean(0), scores.std(0, ddof=1) if len(scores) > 1 else np.zeros(scores.shape[1])
         axis.plot(env_steps, mean, marker=".", label=f"{name} ({len(scores)} seeds)")
         axis.fill_between(env_steps, mean - std, mean + std, alpha=0.2)
     axis.axvline(0, color="grey", linestyle="--", linewidth=1)
@@ -122,7 +123,7 @@ def write_report(args: FinetuneArgs, records: list[dict], wall_s: float) -> str:
     figure.savefig(f"{args.out}.png", dpi=80)
     plt.close(figure)
 
-    cell = lambda x: f"{x.mean():.1f} ± {x.std():.1f}"  # noqa: E731
+    cell = lambda x: report.summary(list(x), seeds=False)  # noqa: E731 - mean ± sample std [95% CI]
     table = "\n".join(
         [f"| method | before fine-tuning | dip (lowest in the first {args.dip_window} online steps) | end ({args.online_steps} online steps) | collapse |", "|-|-|-|-|-|"]
         + [f"| {r['method']} | {cell(r['before'])} | {cell(r['dip'])} | {cell(r['end'])} | {'yes' if r['collapses'] else 'no'} |" for r in rows]
@@ -134,9 +135,10 @@ def write_report(args: FinetuneArgs, records: list[dict], wall_s: float) -> str:
         f"(one update each; CQL and Cal-QL mix half offline, half online data, IQL samples both uniformly), evaluated every {args.eval_every} updates on {args.eval_episodes} episodes; "
         f"seeds {', '.join(map(str, args.seeds))}; CQL and Cal-QL with {' '.join('--' + f.replace('_', '-').replace('=', ' ') for f in args.cql_flags) or 'defaults'}, "
         f"IQL with {' '.join('--' + f.replace('_', '-').replace('=', ' ') for f in args.iql_flags) or 'defaults'}. "
-        f"Normalised score, mean ± std over seeds. Compute: {compute_min:.0f} min of runs, {wall_s / 60:.0f} min wall time "
+        f"Normalised score, mean ± sample std [95% bootstrap CI of the mean] over seeds. Compute: {compute_min:.0f} min of runs, {wall_s / 60:.0f} min wall time "
         f"this invocation.\n\n{table}\n\n"
-        f"Does CQL collapse (mean dip more than {args.collapse_points:g} points below the score before fine-tuning) and "
+        f"Does CQL collapse (mean dip more than {args.collapse_points:g} points below the score before fine-tuning, the "
+        f"intervals apart) and "
         f"Cal-QL not? {verdict(rows)}.\n\n![score against online steps]({os.path.basename(args.out)}.png)\n"
     )
     with open(f"{args.out}.md", "w") as f:

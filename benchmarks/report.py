@@ -1,13 +1,15 @@
-"""Markdown tables (mean ± std over seeds) from sweep results, optionally written into README.md.
+"""Markdown tables (mean ± std over seeds, 95% confidence intervals, IQM) from sweep results, optionally into README.md.
 
     python benchmarks/report.py benchmarks/results/*.jsonl
     python benchmarks/report.py benchmarks/results/*.jsonl --readme README.md
     python benchmarks/report.py benchmarks/results/claims/stitching.jsonl --plot bars.png --curves curves.png
 
-Rows are algorithm variants (script + the flags that differ between runs), columns are datasets,
-cells are the final normalised score as mean ± std (number of seeds). With --readme, the text
-between `<!-- results:start -->` and `<!-- results:end -->` is replaced, so README numbers are
-never typed by hand.
+Rows are algorithm variants (script + the flags that differ between runs), columns are datasets, cells are the final
+normalised score as mean ± sample std (ddof 1) [95% bootstrap confidence interval of the mean] (number of seeds); a last
+column aggregates the datasets as rliable does (Agarwal et al. 2021): the interquartile mean over every dataset and seed
+with its 95% stratified-bootstrap interval (seeds resampled within each dataset). One method beats another only where
+their intervals do not overlap (`beats`). With --readme, the text between `<!-- results:start -->` and
+`<!-- results:end -->` is replaced, so README numbers are never typed by hand.
 """
 
 import json
@@ -35,6 +37,56 @@ class ReportArgs:
     """also draw learning curves (eval score against updates, from the runs' TensorBoard logs) to this PNG"""
 
 
+# --- statistics: what a table cell says, and when one method beats another ---------------------------------------------
+BOOTSTRAP_REPS = 10_000  # resamples per interval; fixed seed, so a table regenerates to the same numbers
+
+
+def iqm(values, axis: int = -1) -> np.ndarray:
+    """Interquartile mean: the mean of the middle half, floor(n/4) values cut from each end (scipy's trim_mean(x, 0.25),
+    which rliable uses): robust to one outlying seed, less noisy than the median."""
+    ordered = np.sort(np.asarray(values, dtype=float), axis=axis)
+    cut = ordered.shape[axis] // 4
+    return np.take(ordered, range(cut, ordered.shape[axis] - cut), axis=axis).mean(axis=axis)
+
+
+def bootstrap_ci(strata, statistic=iqm, confidence: float = 0.95, reps: int = BOOTSTRAP_REPS, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of `statistic` over all values, resampling with replacement within each stratum (a dataset's
+    seeds): the stratified bootstrap of rliable. `strata` is a list of lists of scores; one stratum is a plain bootstrap."""
+    strata = [np.asarray(s, dtype=float) for s in strata if len(s)]
+    if not strata:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    resampled = np.concatenate([s[rng.integers(0, len(s), size=(reps, len(s)))] for s in strata], axis=1)
+    low, high = np.percentile(statistic(resampled, axis=1), [50 * (1 - confidence), 50 * (1 + confidence)])
+    return float(low), float(high)
+
+
+def mean_interval(values) -> tuple[float, float]:
+    """95% bootstrap interval of the mean over seeds (with 3 seeds: about [min, max])."""
+    return bootstrap_ci([values], statistic=np.mean)
+
+
+def sample_std(values) -> float:
+    """Standard deviation over seeds with ddof = 1 (the estimate of the spread of a new seed); NaN for one value."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+
+def beats(a, b) -> bool:
+    """a beats b: both measured, and a's 95% interval of the mean lies wholly above b's."""
+    return bool(len(a) and len(b) and mean_interval(a)[0] > mean_interval(b)[1])
+
+
+def summary(values, seeds: bool = True) -> str:
+    """mean ± sample std [95% CI of the mean] (n): one cell; a single value alone; "—" for none."""
+    if not len(values):
+        return "—"
+    count = f" ({len(values)})" if seeds else ""
+    if len(values) == 1:
+        return f"{values[0]:.1f}{count}"
+    low, high = mean_interval(values)
+    return f"{np.mean(values):.1f} ± {sample_std(values):.1f} [{low:.1f}, {high:.1f}]{count}"
+
+
 def load_records(paths) -> list[dict]:
     records = []
     for path in paths:
@@ -58,8 +110,9 @@ def variant(record: dict, varying: set[str]) -> str:
 
 
 def table(records: list[dict], metric: str = "normalized_score") -> str:
-    """One markdown table: variants x datasets, mean ± std (n seeds) of `metric`, and on goal tasks the mean
-    success rate (the fraction of evaluation episodes that reached the goal); failed runs counted apart."""
+    """One markdown table: variants x datasets, `summary` of `metric` over seeds, and on goal tasks the mean success rate
+    (the fraction of evaluation episodes that reached the goal); with two datasets or more, each variant's IQM over every
+    dataset and seed [95% stratified-bootstrap CI]; failed runs counted apart."""
     ok = [r for r in records if r.get("status") == "ok"]
     varying = varying_flags(ok)
     datasets = sorted({r["dataset"] for r in ok}, key=lambda d: (d.split("/")[0], d))
@@ -71,15 +124,22 @@ def table(records: list[dict], metric: str = "normalized_score") -> str:
         if r.get("updates_per_s"):
             speeds[variant(r, varying)].append(r["updates_per_s"])
     variants = sorted({v for v, _ in cells})
-    lines = ["| algorithm | " + " | ".join(datasets) + " | updates/s |", "|---" * (len(datasets) + 2) + "|"]
+    aggregate = len(datasets) > 1
+    head = ["algorithm", *datasets] + (["IQM over datasets [95% CI]"] if aggregate else []) + ["updates/s"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for v in variants:
         row = []
         for d in datasets:
-            scores = cells.get((v, d))
-            cell = f"{np.mean(scores):.1f} ± {np.std(scores):.1f} ({len(scores)})" if scores else "—"
-            row.append(cell + (f", success {100 * np.mean(successes[(v, d)]):.0f}%" if successes.get((v, d)) else ""))
+            row.append(summary(cells.get((v, d), [])) + (f", success {100 * np.mean(successes[(v, d)]):.0f}%" if successes.get((v, d)) else ""))
+        if aggregate:
+            strata = [cells[(v, d)] for d in datasets if cells.get((v, d))]
+            low, high = bootstrap_ci(strata)
+            row.append(f"{iqm(np.concatenate(strata)):.1f} [{low:.1f}, {high:.1f}]" + ("" if len(strata) == len(datasets) else f" ({len(strata)} datasets)"))
         speed = f"{np.median(speeds[v]):.0f}" if speeds[v] else "—"
         lines.append(f"| {v} | " + " | ".join(row) + f" | {speed} |")
+    lines.append("\nmean ± sample std (ddof 1) [95% bootstrap CI of the mean] (seeds)"
+                 + ("; IQM: interquartile mean over every dataset and seed, its CI a stratified bootstrap (seeds resampled within each dataset)" if aggregate else "")
+                 + ". A method beats another where the intervals do not overlap.")  # fmt: skip
     failed = [r["id"] for r in records if r.get("status") != "ok"]
     if failed:
         lines.append(f"\n{len(failed)} failed runs: {', '.join(failed)}")
@@ -101,7 +161,7 @@ def bar_chart(records: list[dict], path: str, metric: str = "normalized_score") 
     for i, v in enumerate(variants):
         scores = [[r[metric] for r in ok if variant(r, varying) == v and r["dataset"] == d] for d in datasets]
         means = [np.mean(s) if s else np.nan for s in scores]
-        stds = [np.std(s) if s else 0 for s in scores]
+        stds = [np.nan_to_num(sample_std(s)) for s in scores]
         axis.bar(np.arange(len(datasets)) + i * width, means, width, yerr=stds, label=v, capsize=2)
     axis.set_xticks(np.arange(len(datasets)) + width * (len(variants) - 1) / 2, [d.replace("/", "/\n") for d in datasets], fontsize=8)
     axis.set_ylabel("normalised score")
@@ -113,7 +173,7 @@ def bar_chart(records: list[dict], path: str, metric: str = "normalized_score") 
 
 
 def learning_curves(records: list[dict], path: str, tag: str = "eval/normalized_score") -> dict:
-    """Mean ± std over seeds of `tag` against updates, a panel per dataset: the score curve a sweep recorded with
+    """Mean ± sample std over seeds of `tag` against updates, a panel per dataset: the score curve a sweep recorded with
     each run (scores at eval_steps, so it redraws anywhere), or any tag from the run's TensorBoard folder."""
     import matplotlib
 
@@ -143,7 +203,7 @@ def learning_curves(records: list[dict], path: str, tag: str = "eval/normalized_
             steps = sorted(set.intersection(*(set(c) for c in seeds))) if d == dataset else []
             if steps:
                 values = np.array([[c[step] for step in steps] for c in seeds])
-                mean, std = values.mean(0), values.std(0)
+                mean, std = values.mean(0), values.std(0, ddof=1) if len(values) > 1 else np.zeros(len(steps))
                 drawn[(d, v)] = (steps, mean)
                 axis.plot(steps, mean, marker=".", label=f"{v} ({len(seeds)})")
                 axis.fill_between(steps, mean - std, mean + std, alpha=0.2)

@@ -42,6 +42,8 @@ class ThroughputArgs:
     """auto, cpu or cuda"""
     threads: int = 1
     """torch CPU threads"""
+    eval_episodes: int = 1
+    """evaluation episodes at the end of every timed run (they cancel in the difference; 0 = none, for a dataset without an env)"""
     eval_envs: int = 10
     """copies in the vector env for the evaluation timing"""
     options: tuple[str, ...] = ("", "--compile")
@@ -54,7 +56,7 @@ class ThroughputArgs:
 
 def timed_main(module, args: ThroughputArgs, steps: int, run_dir: str, option: str) -> float:
     torch._dynamo.reset()  # each run compiles afresh (from the warm-up's cache), never past the recompile limit
-    cli = [*option.split(), "--dataset", args.dataset, "--total-steps", str(steps), "--eval-every", str(10 * steps), "--eval-episodes", "1",
+    cli = [*option.split(), "--dataset", args.dataset, "--total-steps", str(steps), "--eval-every", str(10 * steps), "--eval-episodes", str(args.eval_episodes),
            "--no-progress", "--run-dir", run_dir, "--device", args.device, "--threads", str(args.threads)]  # fmt: skip
     start = time.perf_counter()
     module.main(tyro.cli(module.Args, args=cli))
@@ -64,7 +66,7 @@ def timed_main(module, args: ThroughputArgs, steps: int, run_dir: str, option: s
 def updates_per_second(script: str, args: ThroughputArgs, option: str, root: str = ROOT) -> float:
     """N / (t(2N) - t(N)) of `script` in the checkout `root`, timed in a fresh interpreter."""
     worker = f"import sys; sys.path[:0] = [{os.path.join(ROOT, 'benchmarks')!r}]; import throughput; throughput.worker()"
-    command = [sys.executable, "-c", worker, root, script, option, args.dataset, str(args.updates), args.device, str(args.threads)]
+    command = [sys.executable, "-c", worker, root, script, option, args.dataset, str(args.updates), args.device, str(args.threads), str(args.eval_episodes)]
     done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
     if done.returncode != 0:
         raise RuntimeError(f"timing {script} in {root} failed:\n{done.stderr[-2000:]}")
@@ -73,10 +75,10 @@ def updates_per_second(script: str, args: ThroughputArgs, option: str, root: str
 
 def worker() -> None:
     """In the fresh interpreter: import the script from its checkout, warm up, time N and 2N updates, print N / dt."""
-    root, script, option, dataset, updates, device, threads = sys.argv[1:]
+    root, script, option, dataset, updates, device, threads, eval_episodes = sys.argv[1:]
     sys.path.insert(0, os.path.join(root, "algorithms"))
     torch.set_num_threads(int(threads))
-    args = ThroughputArgs(dataset=dataset, updates=int(updates), device=device, threads=int(threads))
+    args = ThroughputArgs(dataset=dataset, updates=int(updates), device=device, threads=int(threads), eval_episodes=int(eval_episodes))
     module = importlib.import_module(script)
     with tempfile.TemporaryDirectory() as run_dir:
         timed_main(module, args, 20, run_dir, option)  # warm-up: imports, dataset cache, allocator, compile cache

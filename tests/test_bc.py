@@ -52,7 +52,7 @@ def test_filtered_bc_trains_on_the_best_episodes_only(local_dataset, run_dir, mo
 
 
 def test_bad_arguments_are_refused_with_the_fix(local_dataset, run_dir):
-    with pytest.raises(ValueError, match="--total-steps and --batch-size must be positive"):
+    with pytest.raises(ValueError, match=r"--total-steps must be at least 1, got 0 \(the default is 10000\)"):
         bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, **dict(TINY, total_steps=0)))
     with pytest.raises(ValueError, match="--batch-size 100000 is larger than the"):
         bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, **dict(TINY, batch_size=100_000)))

@@ -82,13 +82,13 @@ def test_report_turns_results_into_a_mean_std_table(tmp_path):
     ]  # fmt: skip
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     text = report.table(report.load_records([str(path)]))
-    assert "| bc (top_fraction=1.0) | 50.0 ± 8.2 (3) | 100 |" in text
-    assert "| bc (top_fraction=0.1) | 80.0 ± 0.0 (1), success 50% | 120 |" in text  # goal tasks: the success rate too
+    assert "| bc (top_fraction=1.0) | 50.0 ± 10.0 [40.0, 60.0] (3) | 100 |" in text  # sample std, 95% CI of the mean
+    assert "| bc (top_fraction=0.1) | 80.0 (1), success 50% | 120 |" in text  # one seed: no spread to show  # goal tasks: the success rate too
     assert "1 failed runs: c0" in text
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{report.START}\nold\n{report.END}\noutro\n")
     report.write_readme(str(readme), text)
-    assert readme.read_text().startswith("intro\n") and "old" not in readme.read_text() and "50.0 ± 8.2" in readme.read_text()
+    assert readme.read_text().startswith("intro\n") and "old" not in readme.read_text() and "50.0 ± 10.0" in readme.read_text()
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="has no '<!-- results:start -->'"):
         report.write_readme(str(readme), text)
@@ -192,7 +192,12 @@ def test_finetune_report_finds_the_dip_and_computes_the_verdict(tmp_path):
     assert rows["CQL"]["before"].tolist() == [50, 52] and rows["CQL"]["dip"].tolist() == [20, 22] and rows["CQL"]["collapses"]
     assert rows["Cal-QL"]["dip"].tolist() == [48, 50] and not rows["Cal-QL"]["collapses"] and rows["IQL"]["end"].tolist() == [72, 74]
     text = finetune.write_report(args, records, wall_s=120.0)
-    assert "| CQL | 51.0 ± 1.0 | 21.0 ± 1.0 | 61.0 ± 1.0 | yes |" in text and "**yes**" in text and "6 min of runs" in text
+    # mean ± sample std [95% bootstrap interval of the mean; with 2 seeds, their min and max]
+    assert "| CQL | 51.0 ± 1.4 [50.0, 52.0] | 21.0 ± 1.4 [20.0, 22.0] | 61.0 ± 1.4 [60.0, 62.0] | yes |" in text
+    assert "**yes**" in text and "6 min of runs" in text
     assert os.path.exists(tmp_path / "ft.png")
+    # a 20-point mean drop whose seeds spread wider than the drop: the intervals overlap, so no collapse is claimed
+    noisy = {"CQL": (np.array([-100, 0, 100]), np.array([[40.0, 50.0, 30.0], [80.0, 90.0, 70.0]]))}
+    assert not finetune.summarize(noisy, 100, 10.0)[0]["collapses"]
     written = readme.read_text()
-    assert written.startswith("intro\n") and written.endswith("rest\n") and "old" not in written and "| Cal-QL | 51.0 ± 1.0 | 49.0 ± 1.0 | 71.0 ± 1.0 | no |" in written
+    assert written.startswith("intro\n") and written.endswith("rest\n") and "old" not in written and "| Cal-QL | 51.0 ± 1.4 [50.0, 52.0] | 49.0 ± 1.4 [48.0, 50.0] | 71.0 ± 1.4 [70.0, 72.0] | no |" in written

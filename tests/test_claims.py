@@ -17,12 +17,14 @@ def test_offline_rl_verdict_counts_only_clear_wins():
     for dataset in claims.PENDULUM_NOISY:
         for seed, noise in enumerate((-1.0, 0.0, 1.0)):
             records += [record("bc", dataset, 20 + noise, seed), record("iql", dataset, 90 + noise, seed),
-                        record("td3_bc", dataset, 20.5 + noise, seed),  # within noise of BC: not a win
+                        record("td3_bc", dataset, 21.5 + noise, seed),  # ahead by more than a std, intervals overlap: no win
                         record("cql", dataset, 5 + noise, seed)]  # fmt: skip
     records.append(record("cql", claims.PENDULUM_NOISY[0], 1000.0, seed=9, status="failed"))  # failed runs don't count
     held, numbers = claims.offline_rl_beats_bc(records)
     assert held == "partly"
-    assert "iql 90.0 ± 0.8 (beats BC)" in numbers and "td3_bc 20.5 ± 0.8," in numbers and "cql 5.0 ± 0.8" in numbers
+    # mean ± sample std (ddof 1) [95% bootstrap interval of the mean: with 3 seeds, their min and max]
+    assert "iql 90.0 ± 1.0 [89.0, 91.0] (beats BC)" in numbers and "cql 5.0 ± 1.0 [4.0, 6.0]" in numbers
+    assert "td3_bc 21.5 ± 1.0 [20.5, 22.5]," in numbers  # BC's [19.0, 21.0] overlaps it
     iql_only = [r for r in records if r["script"] in ("bc", "iql")]
     assert claims.offline_rl_beats_bc(iql_only)[0] == "partly"  # missing algorithms are not wins
     assert claims.offline_rl_beats_bc([r for r in records if r["script"] == "bc"])[0] == "no"
@@ -38,8 +40,8 @@ def test_stitching_verdict_needs_every_td_method_to_succeed():
     held, numbers = claims.stitching(records)
     # both ahead of every baseline, but IQL reaches the goal in only 30% of the episodes
     assert held == "partly"
-    assert numbers == (f"{maze}: IQL 13.0 ± 0.8 (success 30%), TD3+BC 15.0 ± 0.8 (success 60%) vs BC 0.0 ± 0.0, "
-                       "10% BC 2.0 ± 0.8, DT 0.0 ± 0.0 (success BC 0%)")  # fmt: skip
+    assert numbers == (f"{maze}: IQL 13.0 ± 1.0 [12.0, 14.0] (success 30%), TD3+BC 15.0 ± 1.0 [14.0, 16.0] (success 60%) "
+                       "vs BC 0.0 ± 0.0 [0.0, 0.0], 10% BC 2.0 ± 1.0 [1.0, 3.0], DT 0.0 ± 0.0 [0.0, 0.0] (success BC 0%)")  # fmt: skip
     solved = [dict(r, success_rate=0.9) if r["script"] == "iql" else r for r in records]
     assert claims.stitching(solved)[0] == "yes"
     dt_stitches = [dict(r, normalized_score=73.0) if r["script"] == "dt" else r for r in solved]
@@ -54,7 +56,7 @@ def test_test_time_verdict_reads_the_chosen_beta(tmp_path):
             records.append(record("opex", dataset, 40.0 + s, s, policy_scores={"beta0.03": 80.0 + s}, betas=0.03))
             records.append(record("ttt", dataset, 40.0 + s, s, policy_scores={"ttt": 40.5 + s}))
     held, numbers = claims.test_time(records)
-    assert held == "partly" and "DDPG+BC 41.0 ± 0.8 → OPEX (β 0.03) 81.0 ± 0.8, TTT 41.5 ± 0.8" in numbers
+    assert held == "partly" and "DDPG+BC 41.0 ± 1.0 [40.0, 42.0] → OPEX (β 0.03) 81.0 ± 1.0 [80.0, 82.0], TTT 41.5 ± 1.0 [40.5, 42.5]" in numbers
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{claims.START}\nold table\n{claims.END}\nrest\n")
     report.write_readme(str(readme), claims.readme_table({"test-time": (held, numbers)}), claims.START, claims.END)

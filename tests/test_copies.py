@@ -11,8 +11,8 @@ import os
 import pytest
 
 ALGORITHMS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "algorithms")
-SHARED = ("data", "evaluation", "training", "checkpoints", "finetuning")  # what scripts may import; README's table lists them
-SUITES = ("local_suite",)  # the builders of local datasets: they import the shared modules, nothing imports them
+SHARED = ("data", "evaluation", "training", "checkpoints", "finetuning", "checks")  # what scripts may import; README's table lists them
+SUITES = ("local_suite", "ogbench_suite")  # the builders of local datasets: they import the shared modules, nothing imports them
 MODULES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ALGORITHMS, "*.py")))
 SCRIPTS = [m for m in MODULES if m not in SHARED + SUITES]
 

@@ -24,23 +24,23 @@ from test_resume import TINY
 SCRIPTS = ["bc", *TINY]
 REPORTS_SUCCESS = ("D4RL/pointmaze/umaze-v2", "D4RL/antmaze/umaze-v1", "D4RL/pen/human-v2")  # info["success"]
 TEST_TIME = {"opex": dict(betas=(0.1,)), "ttt": dict(ttt_steps=1, ttt_batch_size=8)}  # on a ddpg_bc.py checkpoint
-README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+METRICS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "metrics.md")
 
 
 def vocabulary() -> set[str]:
-    """The metric names README's "Metric names" table lists."""
-    text = open(README).read()
-    table = text[text.index("### Metric names"):].split("\n\n")[2]
+    """The metric names docs/metrics.md's table lists."""
+    text = open(METRICS).read()
+    table = text[text.index("# Metric names"):].split("\n\n")[2]
     return {name for row in table.splitlines()[2:] for name in re.findall(r"`([a-z_]+/[a-z_]+)`", row.split("|")[1])}
 
 
 def assert_tags_in_vocabulary(run_path: str) -> list[float]:
-    """Every scalar the run wrote is a README name (eval/ and mse/ with a policy tag); returns the eval returns."""
+    """Every scalar the run wrote is a docs/metrics.md name (eval/ and mse/ with a policy tag); returns the eval returns."""
     events = EventAccumulator(run_path).Reload()
     tags, names = events.Tags()["scalars"], vocabulary()
     for tag in tags:
         untagged = re.sub(r"_(n\d+|beta[0-9.e-]+|ttt|target_[0-9.e+-]+)$", "", tag) if tag.startswith(("eval/", "mse/")) else tag
-        assert untagged in names, f"{tag} is not in README's metric names"
+        assert untagged in names, f"{tag} is not in docs/metrics.md's metric names"
     return [e.value for tag in tags if tag.startswith("eval/return") for e in events.Scalars(tag)]
 TINY_RUN = dict(total_steps=6, batch_size=16, eval_every=6, eval_episodes=1, log_every=3, progress=False, save_model=True)
 # what the network must see; D4RL's own observation (where it differs) in the comment

@@ -97,7 +97,7 @@ def test_sfbc_evaluates_every_n_and_the_last_n_is_the_headline(local_dataset, ru
     result = sfbc.main(args)
     assert by_tag == {"_n2": {2}, "_n8": {8}, "": {3}}  # the last N of --num-samples is the headline, not the largest
     assert set(result.policy_scores) == {"n2", "n8"} and len(result.scores) == 1
-    with pytest.raises(ValueError, match="--num-samples needs one or more positive integers"):
+    with pytest.raises(ValueError, match=r"--num-samples must be at least 1, got \(4, 0\)"):
         sfbc.main(sfbc.Args(dataset=DATASET, num_samples=(4, 0), run_dir=run_dir))
 
 

@@ -162,12 +162,12 @@ def test_reference_of_a_failed_sparse_episode_is_the_failure_reward_forever():
                                   [-5.0] * length, [0] * length)  # fmt: skip
     succeeded = data.episode_columns(1, np.zeros((4, 2), np.float32), np.zeros((3, 1), np.float32), [-5.0, 5.0, 5.0], [0, 0, 1])
     t = data.Transitions(**{k: torch.from_numpy(np.concatenate([failed[k], succeeded[k]])) for k in failed})
-    assert data.sparse_failure_reward(t.rewards) == -5.0
-    assert data.sparse_failure_reward(torch.tensor([-1.0, -0.5, 0.0])) is None
-    reference = data.discounted_returns(t, gamma, failure_reward=-5.0)
+    assert finetuning.sparse_failure_reward(t.rewards) == -5.0
+    assert finetuning.sparse_failure_reward(torch.tensor([-1.0, -0.5, 0.0])) is None
+    reference = finetuning.discounted_returns(t, gamma, failure_reward=-5.0)
     assert torch.allclose(reference[:length], torch.full((length,), -500.0))
     assert reference[length:].tolist() == pytest.approx([-5 + gamma * 5 + gamma**2 * 5, 5 + gamma * 5, 5.0])
-    plain = data.discounted_returns(t, gamma)
+    plain = finetuning.discounted_returns(t, gamma)
     assert plain[length - 1] == -5.0 and plain[0] == pytest.approx(-5 * (1 - gamma**length) / (1 - gamma), rel=1e-5)
 
 
@@ -185,7 +185,7 @@ def test_discounted_returns_restart_at_each_episode():
                                 data.episode_columns(0, np.zeros((4, 1), np.float32), np.zeros((3, 1), np.float32), [1, 2, 3], [0, 0, 1]),
                                 data.episode_columns(1, np.zeros((3, 1), np.float32), np.zeros((2, 1), np.float32), [5, 7], [0, 0]),
                             )] for k in a}.items()})  # fmt: skip
-    returns = data.discounted_returns(t, 0.5)
+    returns = finetuning.discounted_returns(t, 0.5)
     assert returns.tolist() == [1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3.0, 5 + 0.5 * 7, 7.0]
 
 
@@ -204,7 +204,7 @@ def test_online_batches_mix_offline_and_online_data_as_asked(local_dataset, mixi
     assert torch.equal(restored.observation, online.observation) and len(restored.data) == EPISODE
     batch = online.sample(offline, 64, mixing_ratio)
     if mixing_ratio == 1.0:  # each episode is prepared alone as it ends: the same as preparing all the data at once
-        discounted = lambda t: replace(t, returns_to_go=data.discounted_returns(t, 0.9))  # noqa: E731
+        discounted = lambda t: replace(t, returns_to_go=finetuning.discounted_returns(t, 0.9))  # noqa: E731
         growing = finetuning.OnlineInteraction(dataset, seed=0, device="cpu", prepare=discounted)
         for _ in range(2 * EPISODE):
             growing.step(np.ones(1, np.float32))
@@ -232,7 +232,7 @@ def test_iql_clip_target_bound_takes_in_online_rewards_above_the_offline_range(l
     rewards raised by 1000 must widen it once their episode ends: the online transitions' targets (about 1000) then
     reach the critic, and its loss on them is large; bounded by the offline rewards alone, they were clipped to 0."""
     make_env = evaluation.make_env
-    monkeypatch.setattr(evaluation, "make_env", lambda dataset: gym.wrappers.TransformReward(make_env(dataset), lambda r: r + 1000.0))
+    monkeypatch.setattr(evaluation, "make_env", lambda dataset, *mode: gym.wrappers.TransformReward(make_env(dataset, *mode), lambda r: r + 1000.0))
     result = iql.main(iql.Args(dataset=local_dataset("pendulum/medium-v0"), total_steps=20, online_steps=EPISODE + 20,
                                clip_target=True, return_range_scale=False, mixing_ratio=0.5, eval_every=1000, run_dir=run_dir,
                                **dict(FAST, log_every=10), **ONLINE["iql"]))  # fmt: skip

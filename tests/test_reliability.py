@@ -1,4 +1,5 @@
-"""Resume exactly, fail clearly, lose nothing: training.Run's plumbing, exercised through bc.py (every script uses it)."""
+"""Resume exactly, fail clearly, lose nothing: training.Run's plumbing, exercised through bc.py (every script uses it).
+The refusals themselves (flags, data, checkpoint files, the one-line handler) are in test_refusals.py."""
 
 import glob
 import math
@@ -14,6 +15,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import bc
+import checks
 import data
 import checkpoints
 import training
@@ -123,7 +125,7 @@ def test_eval_episodes_zero_trains_without_evaluating(local_dataset, run_dir):
     assert result.scores == [] and math.isnan(result.normalized_score) and result.updates_per_s > 0
     tags = set(EventAccumulator(result.run_path).Reload().Tags()["scalars"])
     assert "losses/actor" in tags and not any(tag.startswith(("eval/", "mse/eval")) for tag in tags)
-    with pytest.raises(ValueError, match="--eval-episodes must be 0 \\(no evaluation\\) or more, got -1"):
+    with pytest.raises(ValueError, match="--eval-episodes must be 0 or more, got -1"):
         bc.main(bc.Args(dataset="pendulum/medium-v0", run_dir=run_dir, total_steps=5, **dict(FAST, eval_episodes=-1)))
 
 
@@ -178,7 +180,91 @@ def test_unwritable_run_dir_is_named_with_the_fix(local_dataset, tmp_path):
         bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=str(blocker), total_steps=10, **FAST))
 
 
-def test_a_run_that_fails_before_training_leaves_no_folder(run_dir):
+def test_a_run_that_fails_before_training_leaves_no_folder(local_dataset, run_dir):
     with pytest.raises(data.DatasetError, match="did you mean pendulum/medium-v0"):
         bc.main(bc.Args(dataset="pendulum/medum-v0", run_dir=run_dir, total_steps=5, **FAST))
+    with pytest.raises(checks.UserError, match="--eval-every must be at least 1, got 0"):
+        bc.main(bc.Args(dataset="pendulum/medium-v0", run_dir=run_dir, total_steps=5, eval_every=0, **FAST))
     assert not os.path.exists(run_dir) or os.listdir(run_dir) == []
+    # at its first step: the folder TensorBoard had opened goes too, nothing was trained
+    with pytest.raises(checks.UserError, match="--batch-size 10000000 is larger than the 20000 training transitions"):
+        bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, total_steps=5, **dict(FAST, batch_size=10_000_000)))
+    assert os.listdir(run_dir) == []
+
+
+def test_an_error_after_step_1_keeps_the_last_state_and_says_how_to_resume(local_dataset, run_dir, monkeypatch, capsys):
+    def evaluation_that_crashes(*args, **kwargs):
+        raise RuntimeError("the simulator crashed")
+
+    monkeypatch.setattr(training.evaluation, "evaluate", evaluation_that_crashes)
+    with pytest.raises(RuntimeError, match="the simulator crashed"):  # a bug keeps its traceback...
+        bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, total_steps=100, eval_every=40, **FAST))
+    (run_folder,) = os.listdir(run_dir)
+    checkpoint = os.path.join(run_dir, run_folder, "checkpoint.pt")
+    assert checkpoints.load_checkpoint(checkpoint, "bc")["step"] == 40  # ...and the 40 updates are on disk
+    assert (f"The run stopped at step 40 (the reason follows); its last state is saved: resume with: python "
+            f"algorithms/bc.py --resume {checkpoint} --total-steps 100") in capsys.readouterr().err  # fmt: skip
+    monkeypatch.undo()
+    bc.main(bc.Args(resume=checkpoint, total_steps=100, **FAST))
+    assert checkpoints.load_checkpoint(checkpoint, "bc")["step"] == 100
+
+
+def test_a_full_disk_while_logging_keeps_the_last_state(local_dataset, run_dir, monkeypatch):
+    real_add_scalar = training.SummaryWriter.add_scalar
+
+    def add_scalar_until_the_disk_fills(writer, tag, value, step=None, *rest, **kwargs):
+        if step is not None and step >= 200:
+            raise OSError(28, "No space left on device")
+        return real_add_scalar(writer, tag, value, step, *rest, **kwargs)
+
+    monkeypatch.setattr(training.SummaryWriter, "add_scalar", add_scalar_until_the_disk_fills)
+    with pytest.raises(OSError, match="No space left on device"):
+        bc.main(bc.Args(dataset=local_dataset("pendulum/medium-v0"), run_dir=run_dir, total_steps=300, eval_every=300, **FAST))
+    (run_folder,) = os.listdir(run_dir)
+    assert checkpoints.load_checkpoint(os.path.join(run_dir, run_folder, "checkpoint.pt"), "bc")["step"] == 200
+
+
+def test_a_signal_during_a_checkpoint_write_waits_for_the_write():
+    interrupt = training.GracefulInterrupt()
+    with interrupt:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs here
+        assert interrupt.requested and interrupt.signal_name == "SIGINT"
+        with interrupt.deferred():  # as Run.save writes the checkpoint
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # ignored: the write goes on
+        with pytest.raises(KeyboardInterrupt):  # a second one outside a write stops at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+
+
+def test_two_ctrl_c_in_a_row_still_leave_a_checkpoint_and_no_temporary_file(local_dataset, run_dir):
+    local_dataset("pendulum/medium-v0")
+    process = subprocess.Popen(cli(run_dir, "--total-steps", "10000000", "--eval-every", "10000000", "--log-every", "50"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    while not glob.glob(os.path.join(run_dir, "*", "events.*")):
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.01)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.002)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    (run_folder,) = glob.glob(os.path.join(run_dir, "*"))
+    assert checkpoints.load_checkpoint(os.path.join(run_folder, "checkpoint.pt"), "bc")["step"] > 0
+    assert not [name for name in os.listdir(run_folder) if ".tmp-" in name] and "Traceback" not in stderr
+    if process.returncode == 0:  # the second arrived during the write: ignored
+        assert "SIGINT at step" in stdout
+    else:  # the second arrived within a step: the loop stopped there and saved what it had
+        assert process.returncode == 130 and "its last state is saved" in stderr and stderr.endswith("interrupted\n")
+
+
+def test_a_dead_processs_temporary_file_is_removed_on_the_next_save(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"checkpoint.pt.tmp-{dead.pid}"  # what a kill -9 during a first write leaves
+    stale.write_bytes(b"")
+    writing = tmp_path / f"checkpoint.pt.tmp-{os.getppid()}"  # a live process's write in progress
+    writing.write_bytes(b"PK")
+    checkpoints.save_checkpoint(str(tmp_path / "checkpoint.pt"), "bc", {"dataset": "x"}, 1, {}, data.Normalizer.identity(2))
+    assert not stale.exists() and writing.exists() and checkpoints.read_checkpoint(str(tmp_path / "checkpoint.pt"))["step"] == 1
