@@ -1,10 +1,10 @@
 """Offline-to-online fine-tuning on the local suite: does CQL collapse when it goes online, and Cal-QL not?
 
-    python benchmarks/finetune.py --out benchmarks/results/finetune    # pendulum/medium-v0 (dense), seeds 1 2 3
-    python benchmarks/finetune.py --dataset pointmaze/umaze-stitch-v0 --offline-steps 5000 --online-steps 5000 \
-        --eval-every 500 --cql-flags hidden_dim=64 reward_scale=10 reward_shift=-5 lagrange=True target_action_gap=0.8 \
-        --iql-flags expectile=0.9 temperature=10 return_range_scale=False clip_target=True \
-        --out benchmarks/results/finetune_maze --readme README.md        # sparse rewards, failed episodes: README's table
+    python benchmarks/finetune.py --readme README.md                   # pendulum/medium-v0 (dense), seeds 1 2 3
+    python benchmarks/finetune.py --dataset pointmaze/umaze-medium-v0 --offline-steps 3000 --online-steps 2000 \
+        --eval-every 500 --workers 1 --cql-flags hidden_dim=64 reward_scale=10 reward_shift=-5 lagrange=True \
+        target_action_gap=0.8 --iql-flags return_range_scale=False --out benchmarks/results/finetune_maze
+                                                                       # sparse 0/1 rewards as AntMaze's 10r - 5
 
 Each method trains offline for --offline-steps updates, then fine-tunes for --online-steps env steps, one update
 after each, and is evaluated every --eval-every updates through both phases: CQL fine-tuning (`cal_ql.py
