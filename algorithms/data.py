@@ -12,7 +12,7 @@ checkpoints (checkpoints.py), the online phase of fine-tuning (finetuning.py), a
 Remote ids (`mujoco/hopper/medium-v0`, `D4RL/antmaze/large-play-v1`, ...) go through
 `minari.load_dataset(id, download=True)`. The local suite (`pendulum/*`, `pointmaze/*`) is built on first use
 by local_suite.py's scripted behaviour policies, written as a real Minari dataset, then loaded through that very
-same call. Run `python algorithms/local_suite.py --help` to list or prebuild the suite.
+same call; `ogbench/*` ids are not Minari's: ogbench_data.py loads them. Run `python algorithms/local_suite.py --help` to list or prebuild the suite.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def register_robotics_envs() -> None:
 
 # The namespaces whose ids are made on this machine, and the module that makes them. The builder is imported
 # here only (by name, when such an id is asked for): it depends on this module, never the other way round.
-LOCAL_BUILDERS = {"pendulum": "local_suite", "pointmaze": "local_suite"}
+LOCAL_BUILDERS = {"pendulum": "local_suite", "pointmaze": "local_suite", "ogbench": "ogbench_data"}
 
 
 def local_builder(dataset_id: str) -> ModuleType | None:
@@ -93,6 +93,8 @@ def load_dataset(dataset_id: str) -> minari.MinariDataset:
     """A Minari dataset by id: the local suite is built on first use, remote ids are downloaded."""
     if not re.fullmatch(r"[\w-]+(/[\w-]+)*-v\d+", dataset_id):  # Minari's (namespace/)name-vN: never a path, nor ".."
         raise DatasetError(f"--dataset '{dataset_id}' is not a dataset id: ids are namespace/name-vN, e.g. pendulum/medium-v0.")
+    if hasattr(local_builder(dataset_id), "load_dataset"):  # ogbench/*: not Minari's format, its module loads it
+        return local_builder(dataset_id).load_dataset(dataset_id)
     # a local namespace, or a typo of one (pendulm/...): its builder names the close ids, before any server retries
     near = difflib.get_close_matches(dataset_id.split("/")[0], list(LOCAL_BUILDERS), n=1, cutoff=0.75)
     builder = importlib.import_module(LOCAL_BUILDERS[near[0]]) if near else None

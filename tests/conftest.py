@@ -38,6 +38,18 @@ def minari_root(tmp_path_factory):
         os.environ["MINARI_DATASETS_PATH"] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def ogbench_folder(tmp_path_factory):
+    """OGBench files (ogbench/* ids) are read and built in a temporary folder, never the user's ~/.ogbench/data."""
+    previous = os.environ.get("CLEANOFFRL_OGBENCH_DIR")
+    os.environ["CLEANOFFRL_OGBENCH_DIR"] = str(tmp_path_factory.mktemp("ogbench"))
+    yield
+    if previous is None:
+        os.environ.pop("CLEANOFFRL_OGBENCH_DIR", None)
+    else:
+        os.environ["CLEANOFFRL_OGBENCH_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def local_dataset(minari_root):
     """local_dataset(id) builds the session's tiny version of a local-suite id once and returns the id."""
