@@ -67,7 +67,7 @@ def test_calibrated_conservative_term_is_the_papers_equation(calibration):
                   (("actor", actor), ("critic", critics), ("alpha", log_alpha), ("alpha_prime", log_alpha_prime))}  # fmt: skip
     args = cal_ql.Args(cql_num_actions=n, cql_alpha=3.0, calibration=calibration, bc_steps=0)
     metrics = cal_ql.update(batch, actor, critics, constant_critics(obs_dim, act_dim, c), log_alpha, log_alpha_prime,
-                            optimizers, args, step=1)  # fmt: skip
+                            optimizers, args, bc_warm_start=False)  # fmt: skip
 
     def expected_term(policy_q: torch.Tensor) -> float:  # alpha * sum over the two critics of E_s gap(s)
         gap = torch.log(n * math.exp(c + act_dim * math.log(2)) + 2 * n * torch.exp(policy_q - log_pi)) - c
@@ -97,7 +97,7 @@ def one_update(args: cal_ql.Args, batch: data.Transitions, actor, critics, criti
     log_alpha = cal_ql.LogMultiplier()
     optimizers = {name: torch.optim.SGD(module.parameters(), lr=lr if name == "alpha_prime" else 0.0) for name, module in
                   (("actor", actor), ("critic", critics), ("alpha", log_alpha), ("alpha_prime", log_alpha_prime))}  # fmt: skip
-    return cal_ql.update(batch, actor, critics, critics_target, log_alpha, log_alpha_prime, optimizers, args, step=1)
+    return cal_ql.update(batch, actor, critics, critics_target, log_alpha, log_alpha_prime, optimizers, args, bc_warm_start=False)
 
 
 def fixed_sampler(actions: list[float], log_pis: list[float]):
