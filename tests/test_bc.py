@@ -41,8 +41,13 @@ def test_bc_on_expert_data_beats_bc_on_random_data(local_dataset, run_dir):
 
 
 def test_filtered_bc_trains_on_the_best_episodes_only(local_dataset, run_dir, monkeypatch):
-    trained_on, real_update = [], bc.update  # the episodes of every batch bc.py trains on
-    monkeypatch.setattr(bc, "update", lambda batch, *rest: trained_on.append(batch.episode_ids) or real_update(batch, *rest))
+    trained_on, real_index = [], data.Transitions.index  # the episodes of every batch bc.py draws (it gathers 2 fields only)
+    def index(self, indices, only=None):  # a batch names its fields (only=...); the splits before training do not
+        if only is not None:
+            trained_on.append(self.episode_ids[indices])
+        return real_index(self, indices, only)
+
+    monkeypatch.setattr(data.Transitions, "index", index)
     bc.main(bc.Args(dataset=local_dataset("pendulum/mixed-v0"), top_fraction=0.3, run_dir=run_dir, **TINY))
     everything = data.to_transitions(data.load_dataset("pendulum/mixed-v0"))
     top = data.top_episodes(everything, 0.3)
