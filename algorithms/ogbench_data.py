@@ -150,7 +150,10 @@ class OGBenchDataset:
         import ogbench
 
         kwargs = {"render_mode": render_mode} if render_mode else {}
-        return ogbench.make_env_and_datasets(ogbench_name(self.id), env_only=True, **kwargs)
+        env = ogbench.make_env_and_datasets(ogbench_name(self.id), env_only=True, **kwargs)
+        if render_mode is None:  # the mazes are made with rgb_array by default: evaluation would then render every step
+            env.unwrapped.render_mode = None
+        return env
 
 
 _loaded: dict[tuple, OGBenchDataset] = {}  # (id, file, its mtime) -> dataset: a run's second load costs nothing

@@ -127,6 +127,7 @@ def test_missing_file_is_built_locally_with_progress_and_said(monkeypatch, tmp_p
     assert "could not be downloaded (URLError: no network)" in said.out and "ogbench_suite.py pointmaze-medium-navigate-v0" in said.out
     assert "episode" in said.err  # the generator's progress bar
     assert dataset.total_steps == 2 * 1000 and (tmp_path / "pointmaze-medium-navigate-v0-val.npz").exists()
+    assert evaluation.make_env(dataset).render_mode is None  # OGBench makes its mazes rgb_array: evaluation would render
 
 
 def test_unknown_or_ungeneratable_ids_are_refused_in_one_sentence(monkeypatch, tmp_path):
