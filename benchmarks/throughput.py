@@ -9,9 +9,10 @@ graphs come from the warm-up run's cache) and the final evaluation cancel out. E
 with a vector env of E copies against E single-env evaluations, one batched policy call per step.
 Numbers are ratios within one run on one machine: compare rows, not machines. With --baseline another
 checkout (e.g. `git worktree add /tmp/before <commit>`) is timed beside this one, script by script in the
-same run, each timing in a fresh interpreter so the two checkouts never share a module:
+same run, each timing in a fresh interpreter so the two checkouts never share a module; on a machine others share,
+`--clock process` counts the CPU seconds of the timing process instead of wall seconds:
 
-    python benchmarks/throughput.py --baseline /tmp/before --options ""
+    python benchmarks/throughput.py --baseline /tmp/before --options "" --clock process
 """
 
 import importlib
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch._dynamo
@@ -48,6 +50,9 @@ class ThroughputArgs:
     """copies in the vector env for the evaluation timing"""
     options: tuple[str, ...] = ("", "--compile")
     """speed flags timed as columns ("" = eager); on CUDA add "--cudagraphs" """
+    clock: Literal["wall", "process"] = "wall"
+    """wall: elapsed seconds; process: CPU seconds of the timing process (with one thread, what the updates cost even
+    when other work shares the machine and stretches the wall time; the CPU's own slowdown under load still counts)"""
     baseline: str | None = None
     """another checkout of the project, timed beside this one in the same run (columns "baseline" and "this / baseline")"""
     out: str | None = None
@@ -58,15 +63,17 @@ def timed_main(module, args: ThroughputArgs, steps: int, run_dir: str, option: s
     torch._dynamo.reset()  # each run compiles afresh (from the warm-up's cache), never past the recompile limit
     cli = [*option.split(), "--dataset", args.dataset, "--total-steps", str(steps), "--eval-every", str(10 * steps), "--eval-episodes", str(args.eval_episodes),
            "--no-progress", "--run-dir", run_dir, "--device", args.device, "--threads", str(args.threads)]  # fmt: skip
-    start = time.perf_counter()
+    clock = time.process_time if args.clock == "process" else time.perf_counter
+    start = clock()
     module.main(tyro.cli(module.Args, args=cli))
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def updates_per_second(script: str, args: ThroughputArgs, option: str, root: str = ROOT) -> float:
     """N / (t(2N) - t(N)) of `script` in the checkout `root`, timed in a fresh interpreter."""
     worker = f"import sys; sys.path[:0] = [{os.path.join(ROOT, 'benchmarks')!r}]; import throughput; throughput.worker()"
-    command = [sys.executable, "-c", worker, root, script, option, args.dataset, str(args.updates), args.device, str(args.threads), str(args.eval_episodes)]
+    command = [sys.executable, "-c", worker, root, script, option, args.dataset, str(args.updates), args.device, str(args.threads),
+               str(args.eval_episodes), args.clock]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
     if done.returncode != 0:
         raise RuntimeError(f"timing {script} in {root} failed:\n{done.stderr[-2000:]}")
@@ -75,10 +82,10 @@ def updates_per_second(script: str, args: ThroughputArgs, option: str, root: str
 
 def worker() -> None:
     """In the fresh interpreter: import the script from its checkout, warm up, time N and 2N updates, print N / dt."""
-    root, script, option, dataset, updates, device, threads, eval_episodes = sys.argv[1:]
+    root, script, option, dataset, updates, device, threads, eval_episodes, clock = sys.argv[1:]
     sys.path.insert(0, os.path.join(root, "algorithms"))
     torch.set_num_threads(int(threads))
-    args = ThroughputArgs(dataset=dataset, updates=int(updates), device=device, threads=int(threads), eval_episodes=int(eval_episodes))
+    args = ThroughputArgs(dataset=dataset, updates=int(updates), device=device, threads=int(threads), eval_episodes=int(eval_episodes), clock=clock)
     module = importlib.import_module(script)
     with tempfile.TemporaryDirectory() as run_dir:
         timed_main(module, args, 20, run_dir, option)  # warm-up: imports, dataset cache, allocator, compile cache
@@ -115,7 +122,7 @@ def main(args: ThroughputArgs) -> dict[str, float]:
         machine += f", {torch.cuda.get_device_name(device)}"
     results = {}
     baseline = ["baseline", "this / baseline"] if args.baseline else []
-    lines = [f"### {time.strftime('%Y-%m-%d')}: {device.type} ({machine}), dataset {args.dataset}, N = {args.updates}"
+    lines = [f"### {time.strftime('%Y-%m-%d')}: {device.type} ({machine}), dataset {args.dataset}, N = {args.updates}, {args.clock} clock"
              + (f", baseline {args.baseline}" if args.baseline else "") + "\n",
              "| script | " + " | ".join(f"updates/s {option or 'eager'}" for option in args.options)
              + " | " + " | ".join([f"{option} / eager" for option in args.options[1:]] + baseline) + " |",

@@ -1,4 +1,5 @@
-"""benchmarks/sweep.py and benchmarks/report.py: resumable sweeps, failures recorded, tables from results."""
+"""benchmarks/sweep.py and benchmarks/report.py: resumable sweeps, failures recorded, tables from results;
+benchmarks/throughput.py's clocks."""
 
 import glob
 import json
@@ -15,6 +16,7 @@ import torch
 import finetune
 import report
 import sweep
+import throughput
 
 TINY_FLAGS = ("total_steps=60", "batch_size=32", "hidden_dim=16", "eval_every=60", "eval_episodes=1", "log_every=30")
 
@@ -201,3 +203,15 @@ def test_finetune_report_finds_the_dip_and_computes_the_verdict(tmp_path):
     assert not finetune.summarize(noisy, 100, 10.0)[0]["collapses"]
     written = readme.read_text()
     assert written.startswith("intro\n") and written.endswith("rest\n") and "old" not in written and "| Cal-QL | 51.0 ± 1.4 [50.0, 52.0] | 49.0 ± 1.4 [48.0, 50.0] | 71.0 ± 1.4 [70.0, 72.0] | no |" in written
+
+
+
+def test_throughput_process_clock_counts_cpu_seconds_not_waiting(tmp_path, monkeypatch):
+    """--clock process times what the run itself computes: seconds spent waiting (as when other processes hold the
+    cores) do not count, while the wall clock counts them."""
+    waiting_script = type("WaitingScript", (), {"Args": None, "main": staticmethod(lambda args: time.sleep(0.3))})
+    monkeypatch.setattr(throughput.tyro, "cli", lambda *args, **kwargs: None)  # the timing flags are a real script's
+    timed = {clock: throughput.timed_main(waiting_script, throughput.ThroughputArgs(clock=clock), 10, str(tmp_path), "")
+             for clock in ("wall", "process")}  # fmt: skip
+    assert timed["wall"] >= 0.29
+    assert timed["process"] < 0.1
