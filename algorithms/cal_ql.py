@@ -7,13 +7,21 @@ where it was good: the "initial collapse" of CQL fine-tuning. Cal-QL keeps the c
 policy's Q below a reference value, the Monte-Carlo return V^mu(s) of the data (the paper's Cal-QL objective):
     min_Q  alpha * E_{s~D} [ log sum_a exp max(Q(s, a), V^mu(s)) - E_{a~D(.|s)} Q(s, a) ] + 1/2 E_D (Q(s, a) - B^pi Q'(s, a))^2,
 where, as in the paper's code, the max applies to the actions drawn from pi(.|s) and pi(.|s'); V^mu(s) is the
-discounted return-to-go of the logged episode through s. The actor is CQL's SAC actor.
+discounted return-to-go of the logged episode through s, and r_fail / (1 - gamma) at every step of an episode that
+only ever got the failure reward r_fail of sparse-reward data (--sparse-reference). The actor is CQL's SAC actor.
 Training: --total-steps offline updates on the dataset, then --online-steps steps in the env, each followed by
 one update on a batch of which --mixing-ratio is offline data and the rest online (the paper: 0.5).
 --no-calibration is plain CQL fine-tuning, the paper's baseline.
 
-Departures from the paper: the reference value of a time-limit end is not bootstrapped (as the paper's code).
-The actor's log-std is clamped to [-20, 2] and its mean is not clamped, as in CORL and our cql.py.
+The defaults are the official code's (nakamotoo/Cal-QL, JaxCQL/conservative_sac.py:23-41 and
+conservative_sac_main.py:24-62): weight 5 without Lagrange, max backup, no BC warm start, 2x256 networks, rewards
+as they are. Its AntMaze script (scripts/run_antmaze.sh): --lagrange --target-action-gap 0.8 --critic-hidden-layers 4
+--reward-scale 10 --reward-shift -5; its Adroit script (scripts/run_adroit.sh): --cql-alpha 1 --hidden-dim 512
+--critic-hidden-layers 3 --reward-scale 10 --reward-shift 5.
+As the official code, the reference value of a time-limit end is not bootstrapped. Departures from it: sparse
+rewards are recognised from the data (two reward values) rather than by env name; the actor's log-std is clamped to
+[-20, 2] with no offset and PyTorch's default init (official: orthogonal init, log-std offset -1), as our cql.py;
+the online phase updates once after every env step (official: after each episode, as many updates as it had steps).
 """
 
 import copy
@@ -51,7 +59,7 @@ class Args:
     online_steps: int = 3_000
     """online phase: env steps after the offline updates, each followed by one update (the paper: 1_000_000 on AntMaze, 250_000 on Kitchen/Adroit; 0 = offline only)"""
     mixing_ratio: float = 0.5
-    """online phase: fraction of each batch drawn from the offline data, the rest from the online episodes (the paper: 0.5)"""
+    """online phase: fraction of each batch drawn from the offline data, the rest from the online episodes (the paper's scripts: 0.5; -1: uniform over both, the official code's default)"""
     calibration: bool = True
     """Cal-QL's calibration: the conservative term never pushes the policy's Q below the data's Monte-Carlo return (--no-calibration: plain CQL fine-tuning)"""
     batch_size: int = 256
@@ -62,8 +70,10 @@ class Args:
     """Adam learning rate of the critics and of the Lagrange multiplier"""
     hidden_dim: int = 256
     """width of the hidden layers of the actor and of each critic"""
-    hidden_layers: int = 3
-    """hidden layers of the actor and of each critic (the paper's code: 3; TD3+BC's nets: 2; CORL antmaze: 5 for one critic only, no critic-only flag here)"""
+    hidden_layers: int = 2
+    """hidden layers of the actor (official code: 2, policy_arch 256-256)"""
+    critic_hidden_layers: int = 2
+    """hidden layers of each critic (official code: 2, qf_arch 256-256; its AntMaze script 4, Adroit 3; CORL antmaze: 5)"""
     num_critics: int = 2
     """critics in the ensemble; the target is the minimum over them"""
     gamma: float = 0.99
@@ -71,29 +81,31 @@ class Args:
     tau: float = 0.005
     """soft target update rate: target <- (1 - tau) target + tau online"""
     cql_alpha: float = 5.0
-    """weight of the conservative term, min_q_weight (official code: 1.0 with Lagrange on by default, 5 or 10 without in its README locomotion command; CORL: 10 locomotion, 5 antmaze, 1 adroit)"""
+    """weight of the conservative term, cql_min_q_weight (official code: 5, also in its AntMaze script; Adroit script: 1; CORL: 10 locomotion, 5 antmaze, 1 adroit)"""
     cql_num_actions: int = 10
     """actions sampled per state from each of uniform, pi(.|s), pi(.|s') for the logsumexp"""
     cql_temperature: float = 1.0
     """temperature of the logsumexp over sampled actions"""
     lagrange: bool = False
-    """tune the conservative weight alpha' >= 0 so the gap logsumexp Q - Q(data) stays near --target-action-gap (the paper's Lagrange version; its AntMaze recipe: --lagrange --target-action-gap 5; official code: on by default, off in its README locomotion command; CORL: on for antmaze only)"""
-    target_action_gap: float = 5.0
-    """tau of the Lagrange version: alpha' grows while --cql-alpha * gap exceeds it (official code: 5; CORL antmaze: 0.8, but CORL compares gap, not --cql-alpha * gap, with tau, so its 0.8 at --cql-alpha 5 is 4 here)"""
-    max_backup: bool = False
-    """backup max over --cql-num-actions policy actions at s' of the target Q (a variant in the paper; official code: off, also in its AntMaze command; CORL: on for antmaze)"""
+    """tune alpha' >= 0 in alpha' * --cql-alpha * (gap - tau), gap = logsumexp Q - Q(data), log alpha' starting at 1 (official code: off by default, on in its AntMaze script with --target-action-gap 0.8; CORL: the same)"""
+    target_action_gap: float = 1.0
+    """tau of the Lagrange version: alpha' grows while the gap exceeds it (official code: 1.0 by default, 0.8 in its AntMaze script; CORL antmaze: 0.8)"""
+    max_backup: bool = True
+    """target: of --cql-num-actions actions a' ~ pi(.|s'), the one with the highest min over the target critics (official code and CORL's configs: on; --no-max-backup: one a')"""
     backup_entropy: bool = False
     """subtract alpha_H log pi(a'|s') in the target (soft backup; the paper's code leaves it off)"""
     target_entropy: float | None = None
     """entropy target of the automatic temperature tuning (default -act_dim)"""
     bc_steps: int = 0
-    """first updates in which the actor maximises log pi(a_data|s) instead of Q (the paper's code: 40_000 on D4RL, part of a 1M-step budget; CORL: 0; with this file's short default budget it is off)"""
+    """first updates in which the actor maximises log pi(a_data|s) instead of Q (official Cal-QL code and CORL: none; CQL's code: 40_000)"""
     normalize_obs: bool = False
     """standardise observations with the training data's mean and std (off in the paper's code; CORL: on for locomotion/adroit, off for antmaze)"""
     reward_scale: float = 1.0
-    """r <- r * reward_scale + reward_shift. D4RL locomotion: as is; the paper's code on AntMaze: --reward-scale 4 --reward-shift -2, i.e. (r - 0.5) * 4 (CORL: 10 and -5)"""
+    """r <- r * reward_scale + reward_shift (official code: as is by default; its AntMaze script 10 and -5, Adroit-binary 10 and +5; CORL: the same)"""
     reward_shift: float = 0.0
     """added to every reward after scaling (see --reward-scale)"""
+    sparse_reference: bool = True
+    """on sparse rewards (the training rewards take two values), an episode whose rewards all equal the lower one has V^mu = r_fail / (1 - gamma) at every step, offline and online (official code: replay_buffer.py:279-288, sampler.py:53; CORL: offline only); --no-sparse-reference: the discounted sum to the episode's end"""
     return_range_scale: bool = False
     """first scale rewards by 1000 / (max - min episode return) (CORL's optional locomotion normalisation)"""
     validation_fraction: float = 0.0
@@ -199,9 +211,9 @@ class Critics(nn.Module):
 class LogMultiplier(nn.Module):
     """A learned log-multiplier (log alpha_H, log alpha'): a module, so that checkpoints save it like the networks."""
 
-    def __init__(self):
+    def __init__(self, initial: float = 0.0):
         super().__init__()
-        self.value = nn.Parameter(torch.zeros(()))
+        self.value = nn.Parameter(torch.tensor(float(initial)))
 
 
 def step_optimizers(loss: torch.Tensor, optimizers: list[torch.optim.Optimizer]) -> None:
@@ -228,12 +240,15 @@ def update(
     with torch.no_grad():
         mean_s, log_std_s = actor(obs)
         mean_next, log_std_next = actor(next_obs)
-        # B^pi Q'(s, a) = r + gamma (1 - d) min_i Q'_i(s', a'),  a' ~ pi(.|s')   (max over n a' with --max-backup)
+        # B^pi Q'(s, a) = r + gamma (1 - d) min_i Q'_i(s', a'),  a' ~ pi(.|s')
+        # (--max-backup: max_j min_i Q'_i(s', a'_j) over n samples a'_j, the max of the min, as the official code)
         next_a, next_log_pi = actor.sample(mean_next, log_std_next, n if args.max_backup else None)
-        next_q = critics_target(next_obs, next_a)  # (critics, B), or (critics, n, B) with --max-backup
+        next_q = critics_target(next_obs, next_a).min(0).values  # (B,), or (n, B) with --max-backup
+        if args.max_backup:  # the entropy term below is the chosen a'_j's
+            best = next_q.argmax(0, keepdim=True)
+            next_q, next_log_pi = next_q.gather(0, best).squeeze(0), next_log_pi.gather(0, best).squeeze(0)
         if args.backup_entropy:  # soft backup: Q'(s', a') - alpha_H log pi(a'|s')
             next_q = next_q - alpha * next_log_pi
-        next_q = next_q.max(1).values.min(0).values if args.max_backup else next_q.min(0).values
         target_q = batch.rewards + args.gamma * (1 - batch.terminals) * next_q
         # the logsumexp's proposals: uniform on [-1, 1]^d, pi(.|s) and pi(.|s'), all evaluated at s
         random_a = torch.rand((n, *actions.shape), device=actions.device) * 2 - 1
@@ -258,10 +273,11 @@ def update(
     # gap_i = E_s [ log sum_a exp Q_i(s, a) - E_{a~D} Q_i(s, a) ]   (the H(mu) regulariser of CQL's Eq. 4)
     gap = (logsumexp - q_data).mean(1)
     if args.lagrange:
-        # min_Q max_{alpha' >= 0} alpha' (alpha * gap - tau)   (Lagrange form of CQL's Eq. 4, its Appendix F)
+        # min_Q max_{alpha' >= 0} alpha' alpha (gap - tau)   (Lagrange form of CQL's Eq. 4, as Cal-QL's code writes
+        # it, conservative_sac.py:288-296: tau compares with the gap itself, and alpha scales the multiplier's step)
         alpha_prime = log_alpha_prime.value.exp().clamp(0.0, 1e6)
-        cql_loss = (alpha_prime.detach() * (args.cql_alpha * gap - args.target_action_gap)).sum()
-        alpha_prime_loss = -(alpha_prime * (args.cql_alpha * gap.detach() - args.target_action_gap)).mean()
+        cql_loss = (alpha_prime.detach() * args.cql_alpha * (gap - args.target_action_gap)).sum()
+        alpha_prime_loss = -(alpha_prime * args.cql_alpha * (gap.detach() - args.target_action_gap)).mean()
     else:
         alpha_prime = torch.ones((), device=obs.device)
         cql_loss = args.cql_alpha * gap.sum()
@@ -313,18 +329,23 @@ def main(args: Args) -> training.RunResult:
     low, high = (torch.tensor(x, dtype=torch.float32, device=device) for x in (dataset.action_space.low, dataset.action_space.high))
     action_scale, action_bias = (high - low) / 2, (high + low) / 2
 
+    # sparse rewards: the failure reward, transformed as every reward is; an episode of nothing else has V^mu = r_fail / (1 - gamma)
+    failure = finetuning.sparse_failure_reward(train.rewards) if args.sparse_reference else None
+    failure = None if failure is None else float(reward_transform(torch.tensor([failure]))[0])
+
     def prepare(t: data.Transitions) -> data.Transitions:
         """Offline or online data as the update takes it; returns_to_go becomes V^mu, the discounted Monte-Carlo return."""
         t = replace(t.with_observations(normalizer), actions=((t.actions - action_bias) / action_scale).clamp(-1, 1), rewards=reward_transform(t.rewards))
-        return replace(t, returns_to_go=data.discounted_returns(t, args.gamma))
+        return replace(t, returns_to_go=finetuning.discounted_returns(t, args.gamma, failure))
 
     offline = prepare(train)
     online = finetuning.OnlineInteraction(dataset, args.seed, device, prepare)  # the env of the online phase, its episodes
 
     actor = TanhGaussianActor(obs_dim, act_dim, args.hidden_dim, args.hidden_layers).to(device)
-    critics = Critics(obs_dim, act_dim, args.hidden_dim, args.hidden_layers, args.num_critics).to(device)
+    critics = Critics(obs_dim, act_dim, args.hidden_dim, args.critic_hidden_layers, args.num_critics).to(device)
     critics_target = copy.deepcopy(critics).requires_grad_(False)
-    log_alpha, log_alpha_prime = LogMultiplier().to(device), LogMultiplier().to(device)  # alpha_H = alpha' = 1 at first
+    # alpha_H = 1 and log alpha' = 1 at first, as the official code (conservative_sac.py:99, 108)
+    log_alpha, log_alpha_prime = LogMultiplier(0.0).to(device), LogMultiplier(1.0).to(device)
     optimizers = {  # fused: one kernel per step
         "actor": torch.optim.Adam(actor.parameters(), lr=args.actor_lr, fused=True),
         "critic": torch.optim.Adam(critics.parameters(), lr=args.critic_lr, fused=True),

@@ -62,19 +62,21 @@ _PLAIN_FORMAT = warnings.formatwarning
 # needs a rule here or a place in ANY_NUMBER (tests/test_reliability.py checks every script). Tuples: each value.
 
 RULES = (
-    (("total_steps", "batch_size", "hidden_dim", "hidden_layers", "num_critics", "embed_dim", "num_heads", "num_layers",
-      "context_length", "max_timestep", "cql_num_actions", "num_action_samples", "num_samples", "policy_freq",
-      "eval_every", "log_every", "threads", "eval_rounds"), lambda v: v >= 1, "at least 1"),
+    (("total_steps", "batch_size", "hidden_dim", "hidden_layers", "critic_hidden_layers", "num_critics", "embed_dim",
+      "num_heads", "num_layers", "context_length", "max_timestep", "cql_num_actions", "num_action_samples", "num_samples",
+      "policy_freq", "eval_every", "log_every", "threads", "eval_rounds", "latent_dim", "subgoal_steps", "rep_dim"), lambda v: v >= 1, "at least 1"),
     (("checkpoint_every", "eval_episodes", "online_steps", "bc_steps", "ttt_steps", "ttt_batch_size", "warmup_steps",
       "alpha", "cql_alpha", "kl_coefficient", "temperature", "policy_noise", "noise_clip", "weight_decay",
-      "ttt_bc_weight", "ttt_learning_rate", "rtg_scale", "target_action_gap", "betas", "actor_bc_coef", "critic_bc_coef"), lambda v: v >= 0, "0 or more"),
+      "ttt_bc_weight", "ttt_learning_rate", "rtg_scale", "target_action_gap", "betas", "actor_bc_coef", "critic_bc_coef",
+      "high_alpha", "low_alpha"), lambda v: v >= 0, "0 or more"),
     (("learning_rate", "actor_lr", "critic_lr", "value_lr", "max_weight", "cql_temperature", "grad_clip"),
      lambda v: v > 0, "positive"),
     (("seed",), lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
     (("gamma", "discount", "tau", "target_update_rate"), lambda v: 0 < v <= 1, "in (0, 1]"),
     (("validation_fraction", "dropout", "actor_dropout"), lambda v: 0 <= v < 1, "in [0, 1)"),
     (("top_fraction", "value_data_fraction", "policy_data_fraction"), lambda v: 0 < v <= 1, "in (0, 1]"),
-    (("mixing_ratio",), lambda v: 0 <= v <= 1, "in [0, 1]"),
+    (("mixing_ratio",), lambda v: 0 <= v <= 1 or v == -1, "in [0, 1], or -1 for the union of offline and online data sampled uniformly"),
+    (("value_current_goals", "value_random_goals", "actor_random_goals"), lambda v: 0 <= v <= 1, "in [0, 1]"),
     (("expectile",), lambda v: 0 < v < 1, "in (0, 1)"),
     (("reward_scale",), lambda v: v != 0, "nonzero (0 would make every reward --reward-shift)"),
 )  # fmt: skip

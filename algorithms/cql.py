@@ -212,9 +212,9 @@ class Critics(nn.Module):
 class LogMultiplier(nn.Module):
     """A learned log-multiplier (log alpha_H, log alpha'): a module, so that checkpoints save it like the networks."""
 
-    def __init__(self):
+    def __init__(self, initial: float = 0.0):
         super().__init__()
-        self.value = nn.Parameter(torch.zeros(()))
+        self.value = nn.Parameter(torch.tensor(float(initial)))
 
 
 def step_optimizers(loss: torch.Tensor, optimizers: list[torch.optim.Optimizer]) -> None:

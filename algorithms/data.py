@@ -290,19 +290,6 @@ def concatenate(parts: list[Transitions]) -> Transitions:
     return Transitions(**{f.name: torch.cat([getattr(t, f.name) for t in parts]) for f in fields(Transitions)})
 
 
-def discounted_returns(t: Transitions, gamma: float) -> torch.Tensor:
-    """sum_k gamma^k r_{t+k} to the end of each logged episode: the Monte-Carlo value of the data's own policy.
-
-    A time-limit end is not bootstrapped (as Cal-QL's code): with negative rewards the last steps' values are
-    then too high, with 0/1 rewards too low."""
-    rewards, ends = t.rewards.double().cpu().numpy(), t.episode_ends.cpu().numpy()
-    returns, running = np.zeros_like(rewards), 0.0
-    for i in range(len(rewards) - 1, -1, -1):
-        running = rewards[i] + gamma * running * (not ends[i])
-        returns[i] = running
-    return torch.as_tensor(returns, dtype=torch.float32, device=t.rewards.device)
-
-
 class DataWarning(checks.Notice):
     """Something in a dataset the scripts handle (and say how), but a user should know."""
 

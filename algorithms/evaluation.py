@@ -2,7 +2,9 @@
 
 Lives here: the dataset's evaluation env, N episodes in a vector env with one batched policy call per step,
 the seeds of those episodes, the frames of the first one (--capture-video) and the video file they make, the D4RL
-normalised score, the success rate of goal tasks, and the action MSE against the local suite's scripted expert (the
+normalised score, the success rate of goal tasks, OGBench's goal-conditioned protocol (each of the env's evaluation
+goals, `reset(options=dict(task_id=k))`, the policy given info["goal"], success at the end of the episode; per goal
+and overall), and the action MSE against the local suite's scripted expert (the
 training / validation / evaluation MSE of Park et al. 2024).
 Lives elsewhere: loading the data (data.py), logging the results of an evaluation during training, the video in
 TensorBoard included (training.Run.evaluate / record), and the online phase's env (finetuning.py).
@@ -34,6 +36,7 @@ class EvalResult:
     successes: np.ndarray | None = None  # per episode: the env's info["success"] was ever true (goal tasks); None: no such info
     frames: np.ndarray | None = None  # the first episode as rendered, (T, H, W, 3) uint8; None: not recorded
     fps: float = 30.0  # the env's render_fps: the frame rate of the video the frames make
+    task_success_rates: np.ndarray | None = None  # goal-conditioned: the success rate of each evaluation goal (task 1 first)
 
     @property
     def mean(self) -> float:
@@ -78,10 +81,13 @@ def first_seed(seed: int, round: int = 0, episodes_per_round: int = 0) -> int:
     return 1_000 + 100_000 * seed + round * episodes_per_round
 
 
-def run_episodes(policy, envs, seed, to_numpy=False, device="cpu", on_reward=None, frames=None):
+def run_episodes(policy, envs, seed, to_numpy=False, device="cpu", on_reward=None, frames=None, options=None):
     """One episode per env. Returns (returns, lengths, visited flat observations, successes or None); a list passed
-    as frames receives env 0's rendered frames of its first episode (make_eval_envs(capture_video=True))."""
-    observation, _ = envs.reset(seed=seed)
+    as frames receives env 0's rendered frames of its first episode (make_eval_envs(capture_video=True)).
+    With options (OGBench's dict(task_id=k)) the episode has a goal, the reset's info["goal"]: the policy is called
+    as policy(observations, goals), and an episode succeeds if the env says so at its last step (OGBench's count)."""
+    observation, reset_info = envs.reset(seed=seed, options=options)
+    goal = data.flatten_observation(reset_info["goal"]) if options is not None else None
     num_envs = envs.num_envs
     returns, lengths = np.zeros(num_envs), np.zeros(num_envs, dtype=np.int64)
     alive, visited, successes = np.ones(num_envs, bool), [], None
@@ -97,16 +103,22 @@ def run_episodes(policy, envs, seed, to_numpy=False, device="cpu", on_reward=Non
     while alive.any():
         flat = data.flatten_observation(observation)
         visited.append(flat[alive])
+        inputs = (flat,) if goal is None else (flat, goal)
         if to_numpy:
-            action = np.asarray(policy(flat))
+            action = np.asarray(policy(*inputs))
         else:
             with torch.no_grad():
-                action = policy(torch.as_tensor(flat, device=device)).cpu().numpy()
+                action = policy(*(torch.as_tensor(x, device=device) for x in inputs)).cpu().numpy()
         observation, reward, terminated, truncated, info = envs.step(action)
         returns += reward * alive
         lengths += alive
-        if "success" in info:  # the goal envs say when the goal is reached; an episode succeeds if it ever is
-            successes = (np.zeros(num_envs, bool) if successes is None else successes) | (np.asarray(info["success"], bool) & alive)
+        if "success" in info:  # the goal envs say when the goal is reached
+            success, successes = np.asarray(info["success"], bool), np.zeros(num_envs, bool) if successes is None else successes
+            if goal is None:  # an episode succeeds if the goal is ever reached (D4RL mazes, Adroit)
+                successes |= success & alive
+            else:  # OGBench: whether it is reached at the episode's last step
+                ending = alive & (terminated | truncated)
+                successes[ending] = success[ending]
         if on_reward is not None:
             on_reward(reward)
         if recorded and alive[0]:  # the state the step led to, the last one included (the auto-reset comes a step later)
@@ -118,6 +130,7 @@ def run_episodes(policy, envs, seed, to_numpy=False, device="cpu", on_reward=Non
 def evaluate(
     policy: Callable[[torch.Tensor], torch.Tensor], envs: gym.vector.VectorEnv, dataset: minari.MinariDataset,
     seed: int = 0, device: torch.device | str = "cpu", on_reward: Callable[[np.ndarray], None] | None = None,
+    goal_conditioned: bool = False,
 ) -> EvalResult:  # fmt: skip
     """Run one episode in each of the vector env's copies with a batched policy.
 
@@ -125,12 +138,37 @@ def evaluate(
     normalisation. on_reward (optional) sees each step's rewards, e.g. for a Decision Transformer's
     return-to-go. The vector env must not autoreset into a new episode that we count: we stop each
     copy at its first termination or truncation.
+    goal_conditioned: OGBench's protocol: one episode per env for each of the env's evaluation goals (its
+    task_infos, task_id 1 to 5), the policy called as policy(observations, goals); the result holds every episode,
+    and the success rate of each goal (task_success_rates). The frames are those of the first goal's first episode.
     """
     first = envs.unwrapped.envs[0]
     frames = [] if first.render_mode == "rgb_array" else None  # make_eval_envs(capture_video=True): record env 0
-    returns, lengths, visited, successes = run_episodes(policy, envs, seed, device=device, on_reward=on_reward, frames=frames)
+    if goal_conditioned:
+        tasks = goal_tasks(first)
+        # each goal's episodes start from their own seeds: seed, seed + num_envs, ... (within first_seed's 100k)
+        runs = [run_episodes(policy, envs, seed + k * envs.num_envs, device=device, frames=frames if k == 0 else None,
+                             options=dict(task_id=k + 1)) for k in range(tasks)]  # fmt: skip
+        returns, lengths, visited, successes = (np.concatenate(parts) for parts in zip(*runs))
+        task_success_rates = np.array([run[3].mean() for run in runs])
+    else:
+        returns, lengths, visited, successes = run_episodes(policy, envs, seed, device=device, on_reward=on_reward, frames=frames)
+        task_success_rates = None
     video = np.stack(frames) if frames else None
-    return EvalResult(returns, lengths, normalized_score(dataset, returns), visited, successes, video, first.metadata.get("render_fps") or 30)
+    fps = first.metadata.get("render_fps") or 30
+    return EvalResult(returns, lengths, normalized_score(dataset, returns), visited, successes, video, fps, task_success_rates)
+
+
+def goal_tasks(env: gym.Env) -> int:
+    """The number of evaluation goals of an OGBench goal-conditioned env (its task_infos), or one sentence on why not."""
+    tasks = getattr(env.unwrapped, "task_infos", None)
+    if not tasks or getattr(env.unwrapped, "_reward_task_id", None) is not None:
+        raise data.DatasetError(
+            f"{env.spec.id if env.spec else 'This env'} has no evaluation goals (task_infos) to reach: the goal-conditioned "
+            "scripts evaluate on OGBench's goal-conditioned envs, e.g. --dataset ogbench/pointmaze-medium-navigate-v0 "
+            "(a singletask id trains with the reward-based scripts)."
+        )
+    return len(tasks)
 
 
 def write_video(frames: np.ndarray, path: str, fps: float) -> str:

@@ -1,7 +1,8 @@
 """Fine-tuning: the online phase of offline-to-online fine-tuning (Cal-QL, IQL --online-steps).
 
 Lives here: `OnlineInteraction`, one copy of the dataset's evaluation env stepped by a script's exploring policy,
-the episodes it collected, mixed batches of offline and online data, and its exact resume.
+the episodes it collected, mixed batches of offline and online data, and its exact resume; Cal-QL's reference
+value V^mu (`discounted_returns`, with the failure reward of sparse data, `sparse_failure_reward`).
 Lives elsewhere: the offline data (data.py), the evaluation episodes (evaluation.py), checkpoints (training.py's
 Run saves this object's state_dict like any model's).
 """
@@ -18,6 +19,32 @@ import torch
 
 import data
 import evaluation
+
+
+def discounted_returns(t: data.Transitions, gamma: float, failure_reward: float | None = None) -> torch.Tensor:
+    """sum_k gamma^k r_{t+k} to the end of each logged episode: the Monte-Carlo value of the data's own policy.
+
+    A time-limit end is not bootstrapped (as Cal-QL's code): with negative rewards the last steps' values are
+    then too high, with 0/1 rewards too low. With failure_reward (sparse rewards, see sparse_failure_reward), an
+    episode whose rewards all equal it gets failure_reward / (1 - gamma) at every step instead, as Cal-QL's code
+    (JaxCQL/replay_buffer.py:279-288): a failed episode cut by the time limit would otherwise end near 0."""
+    rewards, ends = t.rewards.double().cpu().numpy(), t.episode_ends.cpu().numpy()
+    returns, running = np.zeros_like(rewards), 0.0
+    for i in range(len(rewards) - 1, -1, -1):
+        running = rewards[i] + gamma * running * (not ends[i])
+        returns[i] = running
+    if failure_reward is not None:
+        episode = np.concatenate([[0], np.cumsum(ends[:-1])])  # each transition's episode, counted in order
+        failed = np.bincount(episode, weights=t.rewards.cpu().numpy() != failure_reward) == 0
+        returns[failed[episode]] = failure_reward / (1 - gamma)
+    return torch.as_tensor(returns, dtype=torch.float32, device=t.rewards.device)
+
+
+def sparse_failure_reward(rewards: torch.Tensor) -> float | None:
+    """The lower of the two values that sparse success/failure rewards take (AntMaze 0/1, Adroit-binary -1/0, our
+    point mazes 0/1); None for rewards that take any other number of values (dense rewards)."""
+    values = torch.unique(rewards)
+    return float(values[0]) if len(values) == 2 else None
 
 
 class OnlineInteraction:
@@ -78,7 +105,11 @@ class OnlineInteraction:
 
     def sample(self, offline: data.Transitions, batch_size: int, mixing_ratio: float) -> data.Transitions:
         """A batch of which `mixing_ratio` comes from the offline data and the rest from the online episodes
-        (all offline until the first online episode ends)."""
+        (all offline until the first online episode ends); mixing_ratio -1: uniform over the union of both."""
+        if mixing_ratio == -1 and self.batches is not None:  # one replay buffer holding both, as IQL's code
+            indices = torch.randint(len(offline) + len(self.batches), (batch_size,), device=self.device)
+            from_online = indices >= len(offline)
+            return data.concatenate([offline.index(indices[~from_online]), self.batches.index(indices[from_online] - len(offline))])
         num_offline = batch_size if self.batches is None else round(mixing_ratio * batch_size)
         parts = [offline.sample(num_offline)] if num_offline else []
         if num_offline < batch_size:

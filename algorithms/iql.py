@@ -17,8 +17,10 @@ The Q target and the advantages use V from before this step's V update, as CORL 
 V first). No flag for CORL's deterministic actor (its hopper-medium and -medium-replay configs).
 
 Fine-tuning online (the paper's Section 5.3): --online-steps steps in the env after the offline updates, each
-followed by one update with the same losses on a batch of which --mixing-ratio is offline data. IQL needs no change
-to go online: its losses only ever use the actions in the batch, whoever collected them.
+followed by one update with the same losses on a batch drawn uniformly from the offline and online data together
+(--mixing-ratio fixes the offline share instead). IQL needs no change to go online: its losses only ever use the
+actions in the batch, whoever collected them. As the official fine-tuning config, a fine-tuning run never decays the
+actor's learning rate.
 """
 
 import copy
@@ -54,8 +56,8 @@ class Args:
     """gradient updates: 3k is the student's first run, under a minute with the dataset's build (83 on pendulum/medium; 10k: 97); the paper uses 1_000_000 on D4RL"""
     online_steps: int = 0
     """fine-tuning: env steps after the --total-steps offline updates, each followed by one update (the paper: 1_000_000 on AntMaze)"""
-    mixing_ratio: float = 0.5
-    """fine-tuning: fraction of each online-phase batch drawn from the offline data, the rest from the online episodes (Cal-QL's 0.5; the paper's code samples the union uniformly)"""
+    mixing_ratio: float = -1.0
+    """fine-tuning: fraction of each online-phase batch drawn from the offline data, the rest from the online episodes; -1: the union of both sampled uniformly, as the official code (train_finetune.py:98-136, one replay buffer; CORL the same); Cal-QL: 0.5"""
     batch_size: int = 256
     """transitions per update"""
     expectile: float = 0.7
@@ -69,15 +71,15 @@ class Args:
     target_update_rate: float = 0.005
     """Polyak rate of the target Q networks"""
     clip_target: bool = False
-    """clip the targets of Q (r + gamma V(s')) and of V (Q_target(s, a)) to [min(r, 0), max(r, 0)] / (1 - gamma) over the training rewards, the range of any discounted return in this data: keeps V within its bound on sparse-reward tasks (mazes), where it otherwise overestimates past 1/(1 - gamma) (benchmarks/results/maze_recipe.md); not in the paper"""
+    """clip the targets of Q (r + gamma V(s')) and of V (Q_target(s, a)) to [min(r, 0), max(r, 0)] / (1 - gamma) over the training rewards and those of the finished online episodes, the range of any discounted return in this data: keeps V within its bound on sparse-reward tasks (mazes), where it otherwise overestimates past 1/(1 - gamma) (benchmarks/results/maze_recipe.md); not in the paper"""
     actor_lr: float = 3e-4
-    """Adam learning rate of the policy (cosine-decayed to 0 over all updates, online ones included)"""
+    """Adam learning rate of the policy"""
     critic_lr: float = 3e-4
     """Adam learning rate of the Q networks"""
     value_lr: float = 3e-4
     """Adam learning rate of the V network"""
     cosine_actor_lr: bool = True
-    """cosine decay of the actor learning rate, as in the paper"""
+    """cosine decay of the actor learning rate to 0 over the updates, as the paper's offline runs; never with --online-steps (official fine-tuning config: no decay, configs/antmaze_finetune_config.py:21; CORL decays over the offline updates, then rises again online)"""
     hidden_dim: int = 256
     """width of the two hidden layers of every network"""
     num_critics: int = 2
@@ -222,6 +224,11 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
     return torch.abs(expectile - (diff < 0).float()) * diff**2
 
 
+def return_bounds(rewards: torch.Tensor, discount: float) -> torch.Tensor:
+    """[min(r, 0), max(r, 0)] / (1 - gamma) over these rewards: the range of any discounted return made of them."""
+    return torch.stack([rewards.min().clamp(max=0.0), rewards.max().clamp(min=0.0)]) / (1 - discount)
+
+
 def advantage_weights(advantages: torch.Tensor, temperature: float, max_weight: float) -> torch.Tensor:
     """exp(beta A), clipped: a few large advantages must not dominate the regression (or overflow)."""
     return torch.exp(temperature * advantages).clamp(max=max_weight)
@@ -229,7 +236,7 @@ def advantage_weights(advantages: torch.Tensor, temperature: float, max_weight: 
 
 def update(
     batch: data.Transitions, actor: GaussianActor, critic: Critics, target_critic: Critics, value: ValueNetwork,
-    target_range: tuple[float, float], optimizers: dict[str, torch.optim.Optimizer], args: Args,
+    target_range: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer], args: Args,
 ) -> dict[str, torch.Tensor]:  # fmt: skip
     with torch.no_grad():
         target_q = target_critic(batch.observations, batch.actions).min(0).values.clamp(*target_range)
@@ -303,8 +310,8 @@ def main(args: Args) -> training.RunResult:
     prepare = lambda t: replace(t.with_observations(normalizer), rewards=reward_transform(t.rewards))  # noqa: E731
     train_batches, valid_batches = prepare(train), prepare(valid)
     online = finetuning.OnlineInteraction(dataset, args.seed, device, prepare)  # the env of the online phase, its episodes
-    r_min, r_max = min(train_batches.rewards.min().item(), 0.0), max(train_batches.rewards.max().item(), 0.0)
-    target_range = (r_min / (1 - args.discount), r_max / (1 - args.discount)) if args.clip_target else (-math.inf, math.inf)
+    # --clip-target's range: the training rewards', widened by each finished online episode's (below, in the loop)
+    target_range, bounded_episodes = torch.tensor([-math.inf, math.inf], device=device), None
 
     low, high = dataset.action_space.low, dataset.action_space.high
     actor = GaussianActor(obs_dim, act_dim, args.hidden_dim, low, high, args.actor_dropout).to(device)
@@ -318,7 +325,7 @@ def main(args: Args) -> training.RunResult:
         "value": torch.optim.Adam(value.parameters(), lr=args.value_lr, fused=True),
     }
     cosine = torch.optim.lr_scheduler.CosineAnnealingLR
-    scheduler = cosine(optimizers["actor"], run.last_step) if args.cosine_actor_lr else None  # lr 0 at the last step
+    scheduler = cosine(optimizers["actor"], run.last_step) if args.cosine_actor_lr and not args.online_steps else None  # lr 0 at the last step
     update_step = training.compile_step(update, args.compile, args.cudagraphs, device)  # speed options; off = eager
     policy = lambda obs: actor(normalizer(obs))  # noqa: E731 - raw observations in, mean action out
 
@@ -341,6 +348,9 @@ def main(args: Args) -> training.RunResult:
         else:  # online phase: one env step with a ~ pi(.|s), then one update on offline and online data
             online.step(explore(online.observation))
             batch = online.sample(train_batches, args.batch_size, args.mixing_ratio)
+        if args.clip_target and online.episodes != bounded_episodes:  # at the start, and when an online episode ended
+            seen = train_batches.rewards if online.batches is None else torch.cat([train_batches.rewards, online.batches.rewards])
+            target_range, bounded_episodes = return_bounds(seen, args.discount), online.episodes
         metrics = update_step(batch, actor, critic, target_critic, value, target_range, optimizers, args)
         if scheduler is not None:
             scheduler.step()

@@ -135,7 +135,7 @@ MAZE_TASKS = {
     "medium": {"env": "PointMaze_Medium-v3", "start": (6, 1), "goal": (1, 6), "hop": 4},
     "large": {"env": "PointMaze_Large-v3", "start": (7, 1), "goal": (1, 10), "hop": 5},
 }
-PENDULUM_KINDS = ("random", "medium", "expert", "medium-expert", "mixed")
+PENDULUM_KINDS = ("random", "medium", "expert", "medium-expert", "mixed", "noisy")
 MAZE_KINDS = ("expert", "medium", "stitch")
 LOCAL_SUITE = tuple(f"pendulum/{kind}-v0" for kind in PENDULUM_KINDS) + tuple(
     f"pointmaze/{maze}-{kind}-v0" for maze in MAZE_TASKS for kind in MAZE_KINDS
@@ -248,7 +248,7 @@ def _behaviour_episodes(dataset_id: str, env: gym.Env, num_transitions: int, see
                 "mixed": ("random", "medium", "expert")[min(int(share * 3), 2)],
                 "medium-expert": ("medium", "expert")[min(int(share * 2), 1)],
             }.get(kind, kind)
-            noise = (0.15, 5)
+            noise = (0.5, 1) if kind == "noisy" else (0.15, 5)  # noisy: a random torque at half the steps, never held
         else:
             kind_now = kind.split("-")[1]
             expert, noise = maze_expert, (0.1, 10)
@@ -266,7 +266,7 @@ def _behaviour_episodes(dataset_id: str, env: gym.Env, num_transitions: int, see
                 expert = lambda o, t=target_xy: maze_expert(np.concatenate([o[:, :6], np.tile(t, (len(o), 1))], 1))  # noqa: E731
         if kind_now == "random":
             policy = random_policy
-        elif kind_now == "medium":
+        elif kind_now in ("medium", "noisy"):
             policy = _noisy(expert, rng, low, high, held=_HeldNoise(rng, *noise, low, high))
         elif kind_now == "stitch":
             policy = _noisy(expert, rng, low, high, gaussian_std=0.5)

@@ -149,11 +149,8 @@ class OGBenchDataset:
         """OGBench's env of this id (single-task ids: it ends an episode on success; info['success'] is OGBench's)."""
         import ogbench
 
-        kwargs = {"render_mode": render_mode} if render_mode else {}
-        env = ogbench.make_env_and_datasets(ogbench_name(self.id), env_only=True, **kwargs)
-        if render_mode is None:  # the mazes are made with rgb_array by default: evaluation would then render every step
-            env.unwrapped.render_mode = None
-        return env
+        kwargs = {"render_mode": render_mode}  # None too: OGBench's envs default to rgb_array, which would render every episode
+        return ogbench.make_env_and_datasets(ogbench_name(self.id), env_only=True, **kwargs)
 
 
 _loaded: dict[tuple, OGBenchDataset] = {}  # (id, file, its mtime) -> dataset: a run's second load costs nothing

@@ -3,9 +3,10 @@
 "Is Value Learning Really the Main Bottleneck in Offline RL?" finds that offline RL is often limited by
 how the policy generalises to the states it visits at test time (B3), and proposes to adjust each action
 along the frozen Q function's gradient when acting, with no change to training:
-    a <- clip( mu(s) + beta * h * grad_a Q(s, a)|_{a = mu(s)}, low, high ),  Q = min(Q_1, Q_2)
-with h = (high - low) / 2 the action box's half-width: beta is a step in action-box units, the same for any action
-range (on D4RL's [-1, 1] actions h = 1: the paper's step); --normalize-gradient uses grad / ||grad||.
+    u <- clip( u + beta * grad_u Q(s, u)|_{u = mu(s)}, -1, 1 ),  Q = min(Q_1, Q_2)
+in action-box units u = (a - b) / h (b the box's centre, h its half-width), the units of D4RL's [-1, 1] actions where
+the paper steps a <- a + beta grad_a Q; as grad_u Q = h grad_a Q, the step in actions is a <- a + beta h^2 grad_a Q,
+so beta means the same for any action range. --normalize-gradient uses grad_u / ||grad_u||.
 This script trains nothing: it loads the policy mu and the critics of a ddpg_bc.py or awr.py run saved with
 --save-model (the same network classes, rebuilt from that run's own settings, on its dataset and with its
 normaliser) and evaluates every beta of --betas. beta = 0 is the plain policy: the untagged eval/normalized_score
@@ -36,9 +37,9 @@ class Args:
     checkpoint: str
     """checkpoint.pt of a ddpg_bc.py or awr.py run saved with --save-model: its policy, critics, dataset and settings"""
     betas: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3)
-    """OPEX step sizes beta, in action-box units (a <- mu(s) + beta * half-width * grad_a Q), each evaluated (tagged _beta<beta>); 0, the plain policy, is always evaluated (untagged)"""
+    """OPEX step sizes beta, in action-box units (u <- u + beta grad_u Q, u = (a - centre) / half-width: a <- mu(s) + beta half-width^2 grad_a Q), each evaluated (tagged _beta<beta>); 0, the plain policy, is always evaluated (untagged)"""
     normalize_gradient: bool = False
-    """step along grad_a Q / ||grad_a Q|| (beta is then the step length in units of the action box's half-width)"""
+    """step along grad_u Q / ||grad_u Q|| (beta is then the step length in units of the action box's half-width)"""
     seed: int = 0
     """seed of torch, numpy, python and the evaluation envs (the training run's --seed: the episodes it was evaluated on)"""
     device: str = "auto"
@@ -145,7 +146,7 @@ class Actor(nn.Module):
 
 
 class OpexPolicy:
-    """a = clip(mu(s) + beta h grad_a Q(s, a)|_{a = mu(s)}), h the action box's half-width, Q frozen.
+    """a = clip(mu(s) + beta h^2 grad_a Q(s, a)|_{a = mu(s)}), h the action box's half-width: beta grad_u Q in box units u.
 
     Raw observations in, as evaluation.evaluate wants. Keeps the mean gradient norm of each call in .grad_norms (device
     tensors: no host sync while acting).
@@ -163,13 +164,14 @@ class OpexPolicy:
             action.requires_grad_(True)
             q = self.critic(s, action).min(0).values  # the min of the twin Qs, as the actor was trained on
             (grad,) = torch.autograd.grad(q.sum(), action)  # per state: Q(s_i, a_i) depends on a_i only
-        norm = grad.norm(dim=-1, keepdim=True)
-        self.grad_norms.append(norm.mean())
-        if self.normalize_gradient:
-            grad = grad / (norm + 1e-6)
-        # a <- clip(a + beta h grad_a Q(s, a), low, high), h = (high - low) / 2   (OPEX; beta = 0 returns mu(s) bit for
-        # bit): beta in units of the action box's half-width, so it means the same for any action range (h = 1 on D4RL)
+        self.grad_norms.append(grad.norm(dim=-1).mean())  # ||grad_a Q||, logged
+        # in box units u = (a - b) / h, h = (high - low) / 2, the gradient is grad_u Q = h grad_a Q (chain rule)
         low, high = self.actor.action_low, self.actor.action_high
+        grad = (high - low) / 2 * grad
+        if self.normalize_gradient:
+            grad = grad / (grad.norm(dim=-1, keepdim=True) + 1e-6)
+        # u <- u + beta grad_u Q, i.e. a <- clip(a + h beta grad_u Q, low, high)   (OPEX; beta = 0 returns mu(s) bit for
+        # bit): beta in units of the action box, so it means the same for any action range (h = 1 on D4RL)
         return torch.clamp(action.detach() + self.beta * (high - low) / 2 * grad, low, high)
 
 

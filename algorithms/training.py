@@ -48,6 +48,7 @@ class RunResult:
     policy_scores: dict[str, float] = field(default_factory=dict)  # last score of each other policy evaluated, by tag
     success_rate: float = float("nan")  # the last evaluation's fraction of episodes reaching the goal (goal envs only)
     eval_steps: list[int] = field(default_factory=list)  # the update step of each score, in order (learning curves)
+    task_success_rates: list[float] = field(default_factory=list)  # goal-conditioned: the last evaluation's rate per goal (task 1 first)
 
 
 
@@ -102,6 +103,7 @@ class Run:
         self._path = os.path.dirname(os.path.abspath(resume)) if resume else None
         self._writer = None
         self.scores, self.returns, self.eval_steps, self.policy_scores, self.success_rate, self._envs = [], [], [], {}, float("nan"), None
+        self.task_success_rates: list[float] = []
         self.first_step, self.step, self._eval_seconds, self._start, self._progress = 1, 0, 0.0, time.time(), None
         self._interrupt, self._diverged = GracefulInterrupt(), False
 
@@ -224,14 +226,15 @@ class Run:
 
     def evaluate(
         self, step: int, policy: Callable, dataset: minari.MinariDataset, mse_states: dict[str, torch.Tensor] | None = None,
-        tag: str = "", on_reward: Callable | None = None,
+        tag: str = "", on_reward: Callable | None = None, goal_conditioned: bool = False,
     ) -> evaluation.EvalResult:  # fmt: skip
-        """--eval-episodes episodes in the dataset's env; eval/* scalars, and the action MSE to the local suite's
-        scripted expert on the given states and on the visited ones (mse/<split>_expert, Park et al. 2024)."""
+        """--eval-episodes episodes in the dataset's env (goal_conditioned: for each of its evaluation goals, OGBench's
+        protocol); eval/* scalars, and the action MSE to the local suite's scripted expert on the given states and on the
+        visited ones (mse/<split>_expert, Park et al. 2024)."""
         started = time.time()
         if self._envs is None:
             self._envs = evaluation.make_eval_envs(dataset, self.args.eval_episodes, self.args.capture_video)
-        result = evaluation.evaluate(policy, self._envs, dataset, seed=self.eval_seed(), device=self.device, on_reward=on_reward)
+        result = evaluation.evaluate(policy, self._envs, dataset, self.eval_seed(), self.device, on_reward, goal_conditioned)
         states = {**(mse_states or {}), "eval": result.observations}
         self.record(step, result, {split: evaluation.expert_action_mse(policy, dataset.id, s, self.device) for split, s in states.items()}, tag)
         self._eval_seconds += time.time() - started
@@ -244,6 +247,8 @@ class Run:
         self.writer.add_scalar(f"eval/normalized_score{tag}", result.normalized_mean, step)
         if np.isfinite(result.success_rate):
             self.writer.add_scalar(f"eval/success_rate{tag}", result.success_rate, step)
+        for task, rate in enumerate(result.task_success_rates if result.task_success_rates is not None else [], 1):
+            self.writer.add_scalar(f"eval/success_rate_task{task}{tag}", rate, step)
         for split, mse in expert_mse.items():
             if np.isfinite(mse):
                 self.writer.add_scalar(f"mse/{split}_expert{tag}", mse, step)
@@ -257,6 +262,7 @@ class Run:
             self.eval_steps.append(step)
             self.returns.append(result.mean)
             self.success_rate = result.success_rate
+            self.task_success_rates = [] if result.task_success_rates is None else result.task_success_rates.tolist()
             if self._progress is not None:
                 self._progress.set_postfix(score=f"{result.normalized_mean:.1f}")
 
@@ -281,9 +287,13 @@ class Run:
         score = self.scores[-1] if self.scores else float("nan")
         said = f"normalized score {score:.1f} (return {self.returns[-1]:.1f})" if self.scores else "no evaluation"
         said += f", success {100 * self.success_rate:.0f}%" if np.isfinite(self.success_rate) else ""
+        if self.task_success_rates:  # goal-conditioned (OGBench): success is the score, per evaluation goal and overall
+            each = " ".join(f"{100 * rate:.0f}%" for rate in self.task_success_rates)
+            said = f"success {100 * self.success_rate:.0f}% (goals 1-{len(self.task_success_rates)}: {each})"
         speed = f", {updates_per_s:.0f} updates/s" if self.step else ""
         print(f"{self.dataset_id} {self.algorithm} seed {self.args.seed}: {said}{speed}, logs in {self.path}")
-        return RunResult(score, self.scores, self.returns, updates_per_s, self.path, self.policy_scores, self.success_rate, self.eval_steps)
+        return RunResult(score, self.scores, self.returns, updates_per_s, self.path, self.policy_scores, self.success_rate, self.eval_steps,
+                         self.task_success_rates)  # fmt: skip
 
 
 def new_run_folder(run_dir: str, name: str) -> str:

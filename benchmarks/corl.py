@@ -50,7 +50,7 @@ TrainConfig defaults but for the budget, the device and what PAIRS sets:
 | td3_bc | `td3_bc.py` defaults (alpha 2.5, noise 0.2/0.5, policy_freq 2) | defaults | the BC term: ours per action half-width, CORL raw; equal on [-1, 1] actions |
 | iql | `iql.py --no-return-range-scale` (expectile 0.7, beta 3, Gaussian actor) | defaults (Gaussian actor) | log-std clamp: ours [-5, 2], CORL [-20, 2] |
 | cql | `cql.py --actor-lr 3e-5 --cql-alpha 10 --normalize-obs`, 3x256 | defaults (3x256, orthogonal init) | CORL's log-std multiplier/offset, init |
-| cal_ql | `cal_ql.py --online-steps 0`, same as cql | `offline_iterations`, `online_iterations 0`, `q_n_hidden_layers 3` | offline phase only; CORL's default critics are 2 deep, its actor 3: ours has one depth for both, so CORL's critics are set to 3 |
+| cal_ql | `cal_ql.py --online-steps 0 --critic-hidden-layers 3 --no-max-backup`, otherwise as cql | `offline_iterations`, `online_iterations 0`, `q_n_hidden_layers 3` | offline phase only; CORL's actor is 3 deep by construction, so both critics are set to 3; CORL's dataclass has the max backup off (its configs and Cal-QL's code: on), so ours is turned off |
 | dt | `dt.py` defaults (embed 64, 1 layer, K 20, lr 1e-3, no dropout, warm-up 10%, batch 64) | the same sizes set in its config; reward_scale 1 / our rtg scale; our target returns | windows: ours end at a uniform transition (left padding), CORL's start in a trajectory drawn by length (right padding); GELU vs ReLU |
 
 CQL and Cal-QL cost ~30x the others per update on a CPU and CORL's networks are 256 wide by construction (no
@@ -503,7 +503,8 @@ def pair(algorithm: str, dataset_id: str, args: ParityArgs) -> tuple[dict[str, s
         if algorithm == "cql":
             return {**budget, **flags}, config
         del config["max_timesteps"]
-        return {**budget, **flags, "online_steps": "0"}, {**config, "offline_iterations": updates, "online_iterations": 0, "q_n_hidden_layers": 3}
+        ours = {**budget, **flags, "online_steps": "0", "critic_hidden_layers": "3", "max_backup": "False"}
+        return ours, {**config, "offline_iterations": updates, "online_iterations": 0, "q_n_hidden_layers": 3}
     if algorithm == "dt":
         rtg_scale, targets = our_dt_conditioning(dataset_id)
         flags = {"embed_dim": "64", "num_layers": "1", "num_heads": "1", "dropout": "0.0", "learning_rate": "1e-3",

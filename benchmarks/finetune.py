@@ -1,10 +1,15 @@
 """Offline-to-online fine-tuning on the local suite: does CQL collapse when it goes online, and Cal-QL not?
 
-    python benchmarks/finetune.py --readme README.md               # pendulum/medium-v0, seeds 1 2 3
+    python benchmarks/finetune.py --readme README.md                   # pendulum/medium-v0 (dense), seeds 1 2 3
+    python benchmarks/finetune.py --dataset pointmaze/umaze-medium-v0 --offline-steps 3000 --online-steps 2000 \
+        --eval-every 500 --workers 1 --cql-flags hidden_dim=64 reward_scale=10 reward_shift=-5 lagrange=True \
+        target_action_gap=0.8 --iql-flags return_range_scale=False --out benchmarks/results/finetune_maze
+                                                                       # sparse 0/1 rewards as AntMaze's 10r - 5
 
 Each method trains offline for --offline-steps updates, then fine-tunes for --online-steps env steps, one update
-after each on batches of half offline, half online data, and is evaluated every --eval-every updates through both
-phases: CQL fine-tuning (`cal_ql.py --no-calibration`), Cal-QL (`cal_ql.py`) and IQL (`iql.py --online-steps`).
+after each, and is evaluated every --eval-every updates through both phases: CQL fine-tuning (`cal_ql.py
+--no-calibration`) and Cal-QL (`cal_ql.py`) on batches of half offline, half online data (the official scripts'
+0.5), IQL (`iql.py --online-steps`) on batches drawn uniformly from both (the official code).
 The runs go through benchmarks/sweep.py, so a rerun only runs what is missing and a run cut off continues from its
 last checkpoint. Writes <out>.jsonl, <out>.md (a table of the score before fine-tuning, at the dip and at the end,
 and the verdict) and <out>.png (normalised score against online env steps, mean ± sample std over seeds); with --readme,
@@ -127,7 +132,7 @@ def write_report(args: FinetuneArgs, records: list[dict], wall_s: float) -> str:
     text = (
         f"# Offline-to-online fine-tuning on {args.dataset}\n\n"
         f"`python benchmarks/finetune.py` — {args.offline_steps} offline updates, then {args.online_steps} online env steps "
-        f"(one update each, mixing ratio 0.5), evaluated every {args.eval_every} updates on {args.eval_episodes} episodes; "
+        f"(one update each; CQL and Cal-QL mix half offline, half online data, IQL samples both uniformly), evaluated every {args.eval_every} updates on {args.eval_episodes} episodes; "
         f"seeds {', '.join(map(str, args.seeds))}; CQL and Cal-QL with {' '.join('--' + f.replace('_', '-').replace('=', ' ') for f in args.cql_flags) or 'defaults'}, "
         f"IQL with {' '.join('--' + f.replace('_', '-').replace('=', ' ') for f in args.iql_flags) or 'defaults'}. "
         f"Normalised score, mean ± sample std [95% bootstrap CI of the mean] over seeds. Compute: {compute_min:.0f} min of runs, {wall_s / 60:.0f} min wall time "
@@ -139,7 +144,7 @@ def write_report(args: FinetuneArgs, records: list[dict], wall_s: float) -> str:
     with open(f"{args.out}.md", "w") as f:
         f.write(text)
     if args.readme:
-        summary = (f"Results ({len(args.seeds)} seeds, {args.offline_steps} offline updates, {args.online_steps} online steps, "
+        summary = (f"Results on {args.dataset} ({len(args.seeds)} seeds, {args.offline_steps} offline updates, {args.online_steps} online steps, "
                    f"[{os.path.basename(args.out)}.md]({os.path.relpath(args.out, os.path.dirname(os.path.abspath(args.readme)) or '.')}.md)):"
                    f"\n\n{table}\n\nCQL collapses and Cal-QL does not: {verdict(rows)}.")  # fmt: skip
         report.write_readme(args.readme, summary, START, END)

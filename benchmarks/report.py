@@ -30,7 +30,7 @@ class ReportArgs:
     readme: str | None = None
     """write the tables into this README between the results markers"""
     metric: str = "normalized_score"
-    """which recorded score to tabulate (normalized_score or best_normalized_score)"""
+    """which recorded score to tabulate (normalized_score, best_normalized_score, or success_rate in %: the goal-conditioned scripts' score)"""
     plot: str | None = None
     """also draw a bar chart (mean ± std per variant and dataset) of all results to this PNG"""
     curves: str | None = None
@@ -118,7 +118,7 @@ def table(records: list[dict], metric: str = "normalized_score") -> str:
     datasets = sorted({r["dataset"] for r in ok}, key=lambda d: (d.split("/")[0], d))
     cells, speeds, successes = defaultdict(list), defaultdict(list), defaultdict(list)
     for r in ok:
-        cells[(variant(r, varying), r["dataset"])].append(r[metric])
+        cells[(variant(r, varying), r["dataset"])].append(100 * r[metric] if metric == "success_rate" else r[metric])  # in %
         if np.isfinite(r.get("success_rate", np.nan)):
             successes[(variant(r, varying), r["dataset"])].append(r["success_rate"])
         if r.get("updates_per_s"):

@@ -184,6 +184,7 @@ def run_one(config: dict, logs: str, run_dir: str, checkpoint_every: int = 0) ->
                 status="ok", normalized_score=result.normalized_score, best_normalized_score=max(result.scores or [float("nan")]),
                 updates_per_s=result.updates_per_s, policy_scores=result.policy_scores, success_rate=result.success_rate,
                 scores=result.scores, returns=result.returns, eval_steps=result.eval_steps, extra={"run_path": result.run_path},
+                task_success_rates=result.task_success_rates,  # goal-conditioned scripts: per evaluation goal
             )  # fmt: skip
             # on SIGTERM / Ctrl-C a script checkpoints and returns early: not a finished run, the next sweep continues it
             checkpoint = os.path.join(result.run_path, "checkpoint.pt")

@@ -11,7 +11,7 @@ import os
 import pytest
 
 ALGORITHMS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "algorithms")
-SHARED = ("data", "evaluation", "training", "checkpoints", "finetuning", "checks", "ogbench_data")  # what scripts may import; README's table lists them
+SHARED = ("data", "evaluation", "training", "checkpoints", "finetuning", "checks", "goals", "ogbench_data")  # what scripts may import; README's table lists them
 SUITES = ("local_suite", "ogbench_suite")  # the builders of local datasets: they import the shared modules, nothing imports them
 MODULES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ALGORITHMS, "*.py")))
 SCRIPTS = [m for m in MODULES if m not in SHARED + SUITES]
@@ -39,6 +39,9 @@ def sources(name: str, scripts) -> dict[str, str]:
     ("Critics", ("cql", "cal_ql"), 2),
     ("LogMultiplier", ("cql", "cal_ql"), 2),
     ("step_optimizers", ("cql", "cal_ql"), 2),
+    ("GoalActor", ("gcbc", "gciql", "crl", "hiql"), 4),  # the goal-conditioned scripts' policy and its MLP (OGBench's)
+    ("mlp", ("gcbc", "gciql", "crl", "hiql"), 4),
+    ("EnsembleMLP", ("gciql", "crl", "hiql"), 3),
 ])  # fmt: skip
 def test_copies_meant_to_be_identical_are(name, scripts, at_least):
     found = sources(name, scripts)

@@ -148,3 +148,6 @@ def test_our_side_of_every_pair_is_flags_our_scripts_take(local_dataset, algorit
         rtg_scale, targets = corl.our_dt_conditioning(dataset_id)
         assert corl_config["reward_scale"] == pytest.approx(1 / rtg_scale) and corl_config["target_returns"] == targets
         assert (args.embed_dim, args.num_layers, args.batch_size) == (corl_config["embedding_dim"], corl_config["num_layers"], corl_config["batch_size"])
+    if algorithm == "cal_ql":  # CORL's actor is 3 deep by construction; its dataclass's backup is one a' (ours: max over 10)
+        assert (args.hidden_layers, args.critic_hidden_layers) == (3, corl_config["q_n_hidden_layers"])
+        assert args.max_backup == corl_config.get("cql_max_target_backup", False) == False  # noqa: E712

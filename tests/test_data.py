@@ -157,6 +157,20 @@ def test_stitch_episodes_never_go_from_start_to_goal(local_dataset):
     assert max(lengths) <= 20 * local_suite.MAZE_TASKS["umaze"]["hop"] + 40
 
 
+def test_noisy_pendulum_replaces_half_the_expert_actions_never_held(local_dataset):
+    """pendulum/noisy-v0: at each step, with probability 0.5, a fresh uniform torque instead of the expert's (medium
+    holds its random torque 5 steps); two replaced steps in a row never share their torque."""
+    dataset = data.load_dataset(local_dataset("pendulum/noisy-v0"))
+    expert = local_suite.scripted_expert("pendulum/noisy-v0")
+    replaced, repeats = [], 0
+    for ep in dataset.iterate_episodes():
+        own = ~np.isclose(ep.actions, expert(ep.observations[:-1]), atol=1e-5).all(1)
+        replaced.append(own)
+        repeats += int(np.sum(own[1:] & own[:-1] & (ep.actions[1:] == ep.actions[:-1]).all(1)))
+    assert np.concatenate(replaced).mean() == pytest.approx(0.5, abs=0.05)  # 2,000 steps: the std of the share is 0.011
+    assert repeats == 0
+
+
 def test_local_build_is_deterministic(minari_root, tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "a"))
     local_suite.build_local_dataset("pendulum/medium-v0", 400, ref_episodes=2)

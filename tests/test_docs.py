@@ -27,7 +27,7 @@ ALGORITHMS = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "algorithms"))
 # a benchmark's or tool's options: the dataclass its command line parses (tyro.cli(XArgs) under __main__)
 BENCHMARKS = {(folder, f[:-3]): m.group(1) for folder in ("benchmarks", "tools") for f in os.listdir(os.path.join(ROOT, folder))
               if f.endswith(".py") and (m := re.search(r"tyro\.cli\((\w+)\)", open(os.path.join(ROOT, folder, f)).read()))}  # fmt: skip
-SHARED = ("data", "evaluation", "training", "checkpoints", "checks", "finetuning", "local_suite", "ogbench_data")  # functions any page may name
+SHARED = ("data", "evaluation", "training", "checkpoints", "checks", "finetuning", "goals", "local_suite", "ogbench_data")  # functions any page may name
 OTHER_TOOLS = {"logdir", "randomly-seed", "head"}  # flags of tensorboard, pytest-randomly, ray start
 COMMAND = re.compile(r"python (algorithms|benchmarks|tools)/(\w+)\.py([^`\n;|]*)")
 FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9-]*)")

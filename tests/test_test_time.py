@@ -1,4 +1,4 @@
-"""Test-time policy improvement: opex.py (a <- clip(a + beta grad_a Q)) and ttt.py (test-time training).
+"""Test-time policy improvement: opex.py (u <- clip(u + beta grad_u Q), u the action in box units) and ttt.py.
 
 Unit checks of the OPEX step on hand-made Q functions with a known gradient, of TTT's parameter updates
 (none at learning rate 0, a higher frozen Q on the visited states otherwise), and both scripts on checkpoints
@@ -87,7 +87,7 @@ def test_opex_beta_zero_is_the_plain_policy_bit_for_bit(normalize_gradient):
     assert policy.grad_norms[-1] > 0  # the gradient was computed all the same
 
 
-@pytest.mark.parametrize("high", [1.0, 2.0])  # D4RL's box and pendulum's: beta is a step in half-widths of the box
+@pytest.mark.parametrize("high", [1.0, 2.0])  # D4RL's box and pendulum's: beta is a step in box units
 def test_opex_moves_the_action_by_beta_times_the_gradient_of_q_and_clips_it(high):
     actor, _, normalizer = networks(opex, act_dim=2, high=high)
     obs = torch.randn(128, 3)
@@ -98,8 +98,8 @@ def test_opex_moves_the_action_by_beta_times_the_gradient_of_q_and_clips_it(high
     policy = opex.OpexPolicy(actor, quadratic, normalizer, beta=0.1, normalize_gradient=False)
     with torch.no_grad():
         moved = policy(obs)
-    # a <- mu + beta * h * grad, h = high: on [-2, 2] the step is beta * 2 * grad, twice the raw beta * grad
-    torch.testing.assert_close(moved, mu + 0.1 * high * (-2) * (mu - centre))  # within the box: no clipping
+    # a <- mu + beta * h^2 * grad_a Q, h = high: on [-2, 2] the step is 4 beta grad_a Q (u <- u + beta grad_u Q)
+    torch.testing.assert_close(moved, mu + 0.1 * high**2 * (-2) * (mu - centre))  # within the box: no clipping
     torch.testing.assert_close(policy.grad_norms[-1], (2 * (mu - centre)).norm(dim=-1).mean())
 
     # twin Qs: the step follows the smaller one; a linear Q with a large slope pushes every action onto the box
@@ -107,7 +107,7 @@ def test_opex_moves_the_action_by_beta_times_the_gradient_of_q_and_clips_it(high
     with torch.no_grad():
         small = opex.OpexPolicy(actor, twin, normalizer, beta=1e-3, normalize_gradient=False)(obs)
         clipped = opex.OpexPolicy(actor, twin, normalizer, beta=1.0, normalize_gradient=False)(obs)
-    torch.testing.assert_close(small, torch.clamp(mu + 1e-3 * high * torch.tensor([50.0, -50.0]), -high, high))
+    torch.testing.assert_close(small, torch.clamp(mu + 1e-3 * high**2 * torch.tensor([50.0, -50.0]), -high, high))
     assert torch.equal(clipped, torch.tensor([high, -high]).expand_as(clipped))
 
     # normalised gradient: a step of length beta * h along grad / ||grad||, whatever the slope
@@ -118,6 +118,26 @@ def test_opex_moves_the_action_by_beta_times_the_gradient_of_q_and_clips_it(high
     expected = torch.clamp(mu + 0.05 * high * torch.tensor([0.6, 0.8]), -high, high)
     torch.testing.assert_close(stepped, expected)
     assert policy.grad_norms[-1].item() == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize("normalize_gradient", [False, True])
+def test_opex_beta_is_in_box_units_on_a_box_of_half_width_2(normalize_gradient):
+    """The same problem written on [-1, 1] and on [-2, 2] (Q2(a) = Q1(a / 2), the policy's actions doubled): OPEX moves
+    the action to the same place in box units, i.e. beta means the same whatever the action range."""
+    obs = torch.randn(64, 3)
+    centre = torch.tensor([0.3, -0.2])
+    adjusted = {}
+    for high in (1.0, 2.0):
+        actor, _, normalizer = networks(opex, act_dim=2, high=high)  # the same weights (seed 0): mu_2(s) = 2 mu_1(s)
+        q = lambda s, a, h=high: -((a / h - centre) ** 2).sum(-1)[None]  # noqa: E731  the same Q in box units
+        with torch.no_grad():
+            adjusted[high] = opex.OpexPolicy(actor, q, normalizer, beta=0.2, normalize_gradient=normalize_gradient)(obs) / high
+            mu = actor(normalizer(obs)) / high
+    torch.testing.assert_close(adjusted[2.0], adjusted[1.0])
+    # and that place is the box-unit step u + beta grad_u Q, grad_u Q = -2 (u - c) (or its unit vector)
+    grad = -2 * (mu - centre)
+    step = grad / (grad.norm(dim=-1, keepdim=True) + 1e-6) if normalize_gradient else grad
+    torch.testing.assert_close(adjusted[2.0], (mu + 0.2 * step).clamp(-1, 1))
 
 
 def ttt_setup(local_dataset, **overrides):
