@@ -23,6 +23,7 @@ import data
 import ddpg_bc
 import dt
 import evaluation
+import finetuning
 import iql
 import ogbench_data
 import ogbench_suite
@@ -81,7 +82,7 @@ def test_hand_made_episode_bootstraps_through_time_limits_never_through_successe
     np.testing.assert_array_equal(t.next_observations[:, 0], [1, 2, 3, 4, 5, 11, 12, 13])  # s' is never the next trajectory's
     # returns stop at a success: from s0 only -1 -1 0 counts, not s4's -1 after the success
     assert t.returns_to_go.tolist() == [-2, -1, 0, 0, -1, -3, -2, -1]
-    np.testing.assert_allclose(data.discounted_returns(t, 0.5), [-1.5, -1, 0, 0, -1, -1.75, -1.5, -1])
+    np.testing.assert_allclose(finetuning.discounted_returns(t, 0.5), [-1.5, -1, 0, 0, -1, -1.75, -1.5, -1])
     target = t.rewards + 0.9 * (1 - t.terminals) * 10.0  # a TD target with Q(s') = 10 everywhere
     np.testing.assert_allclose(target, [8, 8, 0, 0, 8, 8, 8, 8])
 
