@@ -2,7 +2,7 @@
 
     CLEANOFFRL_OGBENCH_DIR=~/.ogbench/data python benchmarks/sweep.py --scripts bc iql td3_bc cql \
         --datasets ogbench/cube-single-play-singletask-task2-v0 ... --seeds 0 1 \
-        --flags total_steps=2000 eval_every=2000 eval_episodes=20 batch_size=256 progress=False \
+        --flags total_steps=2000 eval_every=2000 eval_episodes=10 batch_size=256 progress=False \
         --results benchmarks/results/ogbench.jsonl       # (rebrac.py in its own sweep: it has two more flags)
     python benchmarks/ogbench_results.py --directory ~/.ogbench/data   # writes ogbench.md and the OGBench part of datasets.md
 

@@ -23,6 +23,7 @@ import data
 import ddpg_bc
 import dt
 import evaluation
+import finetuning
 import iql
 import ogbench_data
 import ogbench_suite
@@ -81,7 +82,7 @@ def test_hand_made_episode_bootstraps_through_time_limits_never_through_successe
     np.testing.assert_array_equal(t.next_observations[:, 0], [1, 2, 3, 4, 5, 11, 12, 13])  # s' is never the next trajectory's
     # returns stop at a success: from s0 only -1 -1 0 counts, not s4's -1 after the success
     assert t.returns_to_go.tolist() == [-2, -1, 0, 0, -1, -3, -2, -1]
-    np.testing.assert_allclose(data.discounted_returns(t, 0.5), [-1.5, -1, 0, 0, -1, -1.75, -1.5, -1])
+    np.testing.assert_allclose(finetuning.discounted_returns(t, 0.5), [-1.5, -1, 0, 0, -1, -1.75, -1.5, -1])
     target = t.rewards + 0.9 * (1 - t.terminals) * 10.0  # a TD target with Q(s') = 10 everywhere
     np.testing.assert_allclose(target, [8, 8, 0, 0, 8, 8, 8, 8])
 
@@ -127,6 +128,7 @@ def test_missing_file_is_built_locally_with_progress_and_said(monkeypatch, tmp_p
     assert "could not be downloaded (URLError: no network)" in said.out and "ogbench_suite.py pointmaze-medium-navigate-v0" in said.out
     assert "episode" in said.err  # the generator's progress bar
     assert dataset.total_steps == 2 * 1000 and (tmp_path / "pointmaze-medium-navigate-v0-val.npz").exists()
+    assert evaluation.make_env(dataset).render_mode is None  # OGBench makes its mazes rgb_array: evaluation would render
 
 
 def test_unknown_or_ungeneratable_ids_are_refused_in_one_sentence(monkeypatch, tmp_path):

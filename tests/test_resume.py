@@ -30,6 +30,7 @@ TINY = {  # tiny networks, and every option on that adds state to carry over (sc
     "awr": dict(hidden_dim=16),
     "ddpg_bc": dict(hidden_dim=16),
     "sfbc": dict(hidden_dim=16, num_samples=(2,)),
+    "rebrac": dict(hidden_dim=16, hidden_layers=2),
 }
 KILL_STEPS = {"td3_bc": 1200, "iql": 600, "dt": 300}  # ~1 s each; the kill must land before the run ends
 
