@@ -46,14 +46,7 @@ def test_calibrated_conservative_term_is_the_papers_equation(calibration):
     torch.manual_seed(0)
     batch_size, obs_dim, act_dim, n, c, log_pi = 4, 3, 2, 5, 1.0, -0.5
     reference = torch.tensor([-30.0, 0.0, 2.0, 7.0])  # V^mu(s): two below Q = 1, two above
-    batch = data.Transitions(
-        observations=torch.randn(batch_size, obs_dim), actions=torch.rand(batch_size, act_dim) * 2 - 1,
-        rewards=torch.zeros(batch_size), next_observations=torch.randn(batch_size, obs_dim), terminals=torch.zeros(batch_size),
-        next_actions=torch.zeros(batch_size, act_dim), next_action_known=torch.ones(batch_size),
-        episode_starts=torch.zeros(batch_size, dtype=torch.bool), episode_ends=torch.zeros(batch_size, dtype=torch.bool),
-        returns_to_go=reference, episode_returns=torch.zeros(batch_size), episode_ids=torch.zeros(batch_size, dtype=torch.long),
-        timesteps=torch.zeros(batch_size, dtype=torch.long),
-    )  # fmt: skip
+    batch = batch_of(batch_size, obs_dim, act_dim, reference)
     actor = cal_ql.TanhGaussianActor(obs_dim, act_dim, 8, 1)
 
     def fixed_samples(mean, log_std, num=None):  # pi's samples: fixed actions, at log-density log_pi
