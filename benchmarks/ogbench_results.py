@@ -58,11 +58,11 @@ PLAN_CQL: dict[str, Budget] = {}  # e.g. {POINTMAZE: CQL_BUDGET}; nothing planne
 # {(dataset, script): (value text, source)}. Empty: see PUBLISHED_NOTE.
 PUBLISHED: dict[tuple[str, str], tuple[str, str]] = {}
 PUBLISHED_NOTE = (
-    "Published numbers are not quoted: FQL (Park, Li & Levine 2025, arXiv 2502.02538, Table 2 and its per-task "
-    "appendix tables) publishes BC, IQL and ReBRAC on cube-single, scene and puzzle-3x3 (8 seeds, 1M updates, "
-    "OGBench's 1M-transition files), but the search tool here returned only the paper's opening page, so no figure "
-    "could be checked against the paper; pointmaze-medium-navigate-singletask is in neither FQL's table nor, as far "
-    "as we could check, OGBench's."
+    "Not quoted. OGBench publishes no single-task numbers (its README: no official offline-RL results, see the FQL "
+    "repository). FQL (Park, Li & Levine 2025, arXiv 2502.02538) reports IQL and ReBRAC on these tasks, but the "
+    "search tool returned only the paper's opening page and the FQL repository gives commands, not scores, so no "
+    "figure could be checked. Its budget: 1M updates, batch 256, 4 x 512 networks, 50 evaluation episodes, "
+    "OGBench's 1M-transition files (FQL's main.py and agents/)."
 )
 
 
@@ -123,6 +123,15 @@ def success_cell(records: list[dict], planned: int) -> str:
     return f"{np.mean(success):.1f}{spread} ({count})"
 
 
+def detail_cell(runs: list[dict]) -> str:
+    """Mean final return; the best success rate any evaluation of a run reached (mean over seeds); wall time; speed."""
+    if not runs:
+        return "—"
+    best = [100 * max(r["success_rates"]) for r in runs if r.get("success_rates")]
+    return (f"{np.mean([r['returns'][-1] for r in runs]):.0f}; best {np.mean(best) if best else float('nan'):.1f}%; "
+            f"{np.mean([r['wall_time_s'] for r in runs]):.0f} s; {np.mean([r['updates_per_s'] for r in runs]):.0f}/s")  # fmt: skip
+
+
 def results_table(records: list[dict]) -> str:
     """The plan's table: a row per dataset, a column per script; then returns and wall time per cell."""
     by_cell = defaultdict(list)
@@ -147,8 +156,7 @@ def results_table(records: list[dict]) -> str:
                 success_cell(runs, len(REPORT_SEEDS))
                 + (f" at {flags['total_steps']} updates" if script == "cql" else "")
             )
-            details.append(f"{np.mean([r['returns'][-1] for r in runs]):.0f}; {np.mean([r['wall_time_s'] for r in runs]):.0f} s; "
-                           f"{np.mean([r['updates_per_s'] for r in runs]):.0f}/s" if runs else "—")  # fmt: skip
+            details.append(detail_cell(runs))
         name = dataset.split("/")[1]
         success_rows.append(f"| {name} | {budget.total_steps:,} · every {budget.eval_every:,}, {budget.eval_episodes} episodes | "
                             + " | ".join(cells) + " |")  # fmt: skip
@@ -197,15 +205,18 @@ def plot_curves(drawn: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, len(PLAN), figsize=(3.6 * len(PLAN), 3.0), squeeze=False)
+    colours = dict(zip(SCRIPTS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))  # a script's colour in every panel
     for axis, dataset in zip(axes[0], PLAN):
         for script in SCRIPTS:
             if (dataset, script) in drawn:
                 steps, mean, std, seeds = drawn[(dataset, script)]
-                axis.plot(steps, mean, marker=".", label=f"{script} ({seeds})")
-                axis.fill_between(steps, mean - std, mean + std, alpha=0.15)
+                axis.plot(steps, mean, marker=".", color=colours[script], label=f"{script} ({seeds})")
+                axis.fill_between(steps, mean - std, mean + std, color=colours[script], alpha=0.15)
         axis.set_title(dataset.split("/")[1].replace("-singletask", "\nsingletask"), fontsize=8)
-        axis.set(xlabel="updates", ylabel="success rate %", ylim=(-3, 103))
-        axis.legend(fontsize=7)
+        top = max([float(np.max(m + s)) for (d, _), (_, m, s, _) in drawn.items() if d == dataset] + [0.0])
+        axis.set(xlabel="updates", ylabel="success rate %", ylim=(-1, max(10.0, 1.15 * top)))  # near 0: zoom in
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=70)
     plt.close(figure)
@@ -264,8 +275,9 @@ def render(records: list[dict], curves_png: str) -> str:
         "",
         f"![success rate against updates]({os.path.basename(curves_png)})",
         "",
-        "Mean final return (−1 per step and unsolved subtask); mean wall time per run (training and evaluation); "
-        "updates/s:",
+        "Per cell: mean final return (−1 per step and unsolved subtask); the best success rate any evaluation of a run "
+        "reached, mean over seeds (an evaluation is 10–20 episodes: one success is 5–10%); mean wall time per run "
+        "(training and evaluation); updates/s:",
         "",
         details,
         "",
