@@ -17,6 +17,7 @@ import json
 import os
 import shlex
 import sys
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -231,26 +232,40 @@ def published_lines() -> list[str]:
     ]
 
 
-def datasets_table(directory: str) -> str:
+def datasets_table(directory: str, previous: str = "") -> str:
+    """A row per OGBench file in `directory` (its build record and size, built on the file's date), and the rows of
+    `previous` (the section as it stood) for files not here: a build measured before is kept, never dropped."""
     import ogbench_suite
 
-    lines = ["| OGBench file | episodes x transitions (train) | val episodes | build s (train + val) | env steps/s | MB (both files) | OGBench's size |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    header = ["| OGBench file | episodes x transitions (train) | val episodes | build s (train + val) | env steps/s | MB (both files) | OGBench's size | built |",
+              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    kept = {
+        line.split("|")[1].strip(): line
+        for line in previous.splitlines()
+        if line.startswith("| ") and "---" not in line
+    }
+    lines = []
     for name, recipe in ogbench_suite.RECIPES.items():
         train, val = ogbench_suite.dataset_paths(name, directory)
         if not train.exists():
+            if name in kept:
+                old = kept[name]
+                lines.append(
+                    old
+                    if old.count("|") == 9
+                    else old + " before 2026-12-05 18:46 UTC (file not on this machine now) |"
+                )
             continue
+        megabytes = (train.stat().st_size + val.stat().st_size) / 1e6
+        built = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(train.stat().st_mtime))
         info, val_info = ogbench_suite.local_build_info(train), ogbench_suite.local_build_info(val)
         if info is None:
-            lines.append(
-                f"| {name} | OGBench's official file | | | | {(train.stat().st_size + val.stat().st_size) / 1e6:.1f} | |"
-            )
+            lines.append(f"| {name} | OGBench's official file | | | | {megabytes:.1f} | | {built} |")
             continue
         rate = (info["rows"] + val_info["rows"]) / info["build_seconds"]
-        megabytes = (train.stat().st_size + val.stat().st_size) / 1e6
         lines.append(f"| {name} | {info['episodes']} x {info['episode_length'] - 1} = {info['transitions']:,} | {val_info['episodes']} "
-                     f"| {info['build_seconds']:.0f} | {rate:.0f} | {megabytes:.1f} | {recipe.episodes} x {recipe.episode_length - 1} |")  # fmt: skip
-    return "\n".join(lines)
+                     f"| {info['build_seconds']:.0f} | {rate:.0f} | {megabytes:.1f} | {recipe.episodes} x {recipe.episode_length - 1} | {built} |")  # fmt: skip
+    return "\n".join(header + lines)
 
 
 def render(records: list[dict], curves_png: str) -> str:
@@ -325,7 +340,8 @@ def main(args: Args) -> None:
 
     directory = args.directory or os.environ.get("CLEANOFFRL_OGBENCH_DIR") or ogbench_suite.DEFAULT_DIRECTORY
     text = open(args.datasets_md).read()
-    section = f"{DATASETS_START}\n{datasets_table(directory)}\n{DATASETS_END}"
+    previous = text[text.index(DATASETS_START) : text.index(DATASETS_END)]
+    section = f"{DATASETS_START}\n{datasets_table(directory, previous)}\n{DATASETS_END}"
     text = text[: text.index(DATASETS_START)] + section + text[text.index(DATASETS_END) + len(DATASETS_END) :]
     with open(args.datasets_md, "w") as file:
         file.write(text)

@@ -89,9 +89,14 @@ def test_main_attaches_nothing_without_run_folders_and_writes_the_page(tmp_path)
     jsonl, md, png = tmp_path / "r.jsonl", tmp_path / "r.md", tmp_path / "r.png"
     jsonl.write_text(json.dumps(r) + "\n")
     datasets_md = tmp_path / "datasets.md"
-    datasets_md.write_text(f"intro\n{results.DATASETS_START}\nold\n{results.DATASETS_END}\nafter\n")
+    measured_before = "| scene-play-v0 | 100 x 1000 = 100,000 | 10 | 514 | 214 | 30.8 | 1000 x 1000 |"
+    datasets_md.write_text(f"intro\n{results.DATASETS_START}\nold\n{measured_before}\n{results.DATASETS_END}\nafter\n")
     results.main(results.Args(results=str(jsonl), out=str(md), curves_png=str(png), directory=str(tmp_path),
                               datasets_md=str(datasets_md)))  # fmt: skip
     assert "50.0 (1 of 3 runs)" in md.read_text()
     page = datasets_md.read_text()
-    assert page.startswith("intro\n") and page.endswith("after\n") and "old" not in page and "| OGBench file |" in page
+    assert (
+        page.startswith("intro\n") and page.endswith("after\n") and "\nold\n" not in page and "| OGBench file |" in page
+    )
+    # no file in tmp_path: a build measured before keeps its row, marked as not on this machine
+    assert measured_before + " before 2026-12-05" in page and "(file not on this machine now) |" in page
