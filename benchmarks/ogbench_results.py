@@ -218,6 +218,8 @@ def plot_curves(drawn: dict, path: str) -> None:
         axis.set(xlabel="updates", ylabel="success rate %", ylim=(-1, max(10.0, 1.15 * top)))  # near 0: zoom in
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=7)
+        else:
+            axis.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=axis.transAxes)
     figure.tight_layout()
     figure.savefig(path, dpi=70)
     plt.close(figure)
