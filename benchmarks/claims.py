@@ -1,10 +1,11 @@
-"""The five seed claims, one command each: tune, run, write the table, the plots and whether the claim held.
+"""The seed claims, one command each: tune, run, write the table, the plots and whether the claim held.
 
     python benchmarks/claims.py offline-rl-beats-bc   # 1. TD3+BC, IQL, CQL beat BC on noisy / mixed data
     python benchmarks/claims.py stitching             # 2. on a stitching maze, TD learning beats BC, %BC and DT
     python benchmarks/claims.py ddpg-bc-vs-awr        # 3. DDPG+BC >= AWR across the data-scaling matrix
     python benchmarks/claims.py test-time             # 4. OPEX and TTT raise a trained policy's score
     python benchmarks/claims.py eval-mse              # 5. evaluation MSE tracks return better than validation MSE
+    python benchmarks/claims.py gc-ddpg-bc-vs-awr     # 6. claim 3 on a goal-conditioned task, with GC-IQL, GC-SARSA and CRL
     python benchmarks/claims.py all --readme README.md
 
 The papers' protocol: a hyperparameter a claim tunes (DDPG+BC's and AWR's alpha per matrix cell, OPEX's beta, TTT's
@@ -44,7 +45,8 @@ CHECKPOINT_EVERY = 1000
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 TUNING_SEEDS = (0,)  # hyperparameters are chosen on these seeds' final scores...
 SEEDS = (10, 11, 12)  # ...and verdicts are reported on these: no earlier run, study or choice in this project used them
-EVAL_EPISODES = {"pendulum": 20, "pointmaze": 50}  # per dataset family: a maze's success is a coin flip per episode
+EVAL_EPISODES = {"pendulum": 20, "pointmaze": 50, "ogbench": 10}  # per dataset family: a maze's success is a coin flip
+# per episode; OGBench's goal-conditioned evaluation runs this many per evaluation goal, five goals
 PENDULUM_NOISY = ("pendulum/mixed-v0", "pendulum/medium-v0")
 STITCH_MAZE = "pointmaze/medium-stitch-v0"  # umaze is too small: 10% BC solves it (NOTES.md)
 # IQL on sparse-reward mazes: the antmaze settings of the paper (expectile 0.9, temperature 10, rewards as logged),
@@ -52,6 +54,12 @@ STITCH_MAZE = "pointmaze/medium-stitch-v0"  # umaze is too small: 10% BC solves 
 IQL_MAZE = ("expectile=0.9", "temperature=10", "return_range_scale=False", "clip_target=True")
 FRACTIONS = "0.1,0.3,1.0"  # the data-scaling matrix's axes, both: value data and policy data
 MATRIX_DATASETS = ("pendulum/mixed-v0", "pointmaze/umaze-stitch-v0")
+# the seed's three value learners on a goal-conditioned task (OGBench's point maze, built locally): a label, the script
+# and the flags that make it; each paired with both extractions
+GC_MATRIX_DATASET = "ogbench/pointmaze-medium-navigate-v0"
+GC_VALUE_LEARNERS = {"GC-IQL": {"script": "gciql", "expectile": "0.9"}, "GC-SARSA": {"script": "gciql", "expectile": "0.5"},
+                     "CRL": {"script": "crl"}}  # fmt: skip
+GC_FRACTIONS = "0.1,1.0"  # 2 x 2: 144 runs of 5k updates fit a 2-core VM's few hours; 3 x 3 would be 324
 TEST_TIME_DATASETS = ("pendulum/medium-v0", "pointmaze/umaze-stitch-v0")
 
 
@@ -72,6 +80,8 @@ MATRIX = {
     "flags": ("value=iql", "total_steps=2000", "hidden_dim=128", "eval_every=1000"),
     "grid": (f"value_data_fraction={FRACTIONS}", f"policy_data_fraction={FRACTIONS}"),
 }
+GC_MATRIX = {"flags": ("total_steps=5000", "hidden_dim=128", "eval_every=2500"),
+             "fractions": (f"value_data_fraction={GC_FRACTIONS}", f"policy_data_fraction={GC_FRACTIONS}")}  # fmt: skip
 SWEEPS = {  # claim -> its sweeps, run in order
     "offline-rl-beats-bc": [
         Grid(("bc",), PENDULUM_NOISY, ("total_steps=10000", "eval_every=2500")),
@@ -101,6 +111,17 @@ SWEEPS = {  # claim -> its sweeps, run in order
             checkpoint_of="ddpg_bc",
         ),
     ],
+    # OGBench's alpha on the point mazes (hyperparameters.sh: GCIQL DDPG+BC 0.003, CRL 0.03; AWR temperatures 1-10
+    # in its other agents) and a factor 10 on each side
+    "gc-ddpg-bc-vs-awr": [
+        Grid(("gciql",), (GC_MATRIX_DATASET,), GC_MATRIX["flags"], grid=("extraction=ddpg_bc", "expectile=0.9,0.5", *GC_MATRIX["fractions"]),
+             tuned=("alpha=0.0003,0.003,0.03",)),
+        Grid(("gciql",), (GC_MATRIX_DATASET,), GC_MATRIX["flags"], grid=("extraction=awr", "expectile=0.9,0.5", *GC_MATRIX["fractions"]),
+             tuned=("alpha=1,3,10",)),
+        Grid(("crl",), (GC_MATRIX_DATASET,), GC_MATRIX["flags"], grid=("extraction=ddpg_bc", *GC_MATRIX["fractions"]),
+             tuned=("alpha=0.003,0.03,0.3",)),
+        Grid(("crl",), (GC_MATRIX_DATASET,), GC_MATRIX["flags"], grid=("extraction=awr", *GC_MATRIX["fractions"]), tuned=("alpha=1,3,10",)),
+    ],  # fmt: skip
     "eval-mse": [
         # the validation MSE needs held-out episodes: the scripts train on all of them unless asked
         Grid(
@@ -123,15 +144,16 @@ TITLES = {
     "ddpg-bc-vs-awr": "DDPG+BC ≥ AWR from the same value function, across the data-scaling matrix",
     "test-time": "OPEX and TTT raise a trained policy's score without retraining",
     "eval-mse": "Evaluation MSE tracks return far better than validation MSE",
+    "gc-ddpg-bc-vs-awr": "DDPG+BC ≥ AWR on a goal-conditioned task, with each of GC-IQL, GC-SARSA and CRL, across the data-scaling matrix",
 }
 
 
 @dataclass
 class ClaimsArgs:
     claim: tyro.conf.Positional[
-        Literal["offline-rl-beats-bc", "stitching", "ddpg-bc-vs-awr", "test-time", "eval-mse", "all"]
+        Literal["offline-rl-beats-bc", "stitching", "ddpg-bc-vs-awr", "test-time", "eval-mse", "gc-ddpg-bc-vs-awr", "all"]
     ]
-    """which claim to run and report (all: the five in turn)"""
+    """which claim to run and report (all: every claim in turn)"""
     seeds: tuple[int, ...] = SEEDS
     """report seeds: every verdict is computed on these (fresh: never used to choose a hyperparameter)"""
     tuning_seeds: tuple[int, ...] = TUNING_SEEDS
@@ -237,7 +259,10 @@ def parse(items: tuple[str, ...]) -> list[dict[str, str]]:
 
 
 def tuned_score(record: dict) -> float:
-    """The score of the policy a run is about: a test-time script's adjusted policy, else the run's own."""
+    """The score of the policy a run is about: a test-time script's adjusted policy, else the run's own (a
+    goal-conditioned run's: its success rate in %, OGBench's metric)."""
+    if record.get("task_success_rates"):
+        return 100 * record["success_rate"]
     return next(iter(record["policy_scores"].values())) if record.get("policy_scores") else record["normalized_score"]
 
 
@@ -368,6 +393,25 @@ def matrix(records: list[dict], prefix: str, args: ClaimsArgs) -> tuple[tuple[st
     return (verdict(wins), "; ".join(parts)), "\n".join(body)
 
 
+def gc_matrix(records: list[dict], prefix: str, args: ClaimsArgs) -> tuple[tuple[str, str], str]:
+    """The goal-conditioned data-scaling matrices, one figure per value learner: DDPG+BC against AWR cell by cell
+    (success rate in %, each cell at its tuned alpha)."""
+    wins, parts, body = [], [], []
+    for learner, where in GC_VALUE_LEARNERS.items():
+        out = f"{prefix}_{learner.lower()}"
+        matrix_args = scaling_matrix.MatrixArgs(dataset=GC_MATRIX_DATASET, value=learner, seeds=args.seeds, flags=GC_MATRIX["flags"],
+                                                fractions=tuple(map(float, GC_FRACTIONS.split(","))), out=out)  # fmt: skip
+        panels = {extraction: {**where, "extraction": extraction} for extraction in ("ddpg_bc", "awr")}
+        grids = scaling_matrix.matrices(records, matrix_args, panels, score=tuned_score)
+        scaling_matrix.draw(grids, matrix_args, what="success rate (%)")
+        cells = (grids["ddpg_bc"] >= grids["awr"]).ravel().tolist()
+        wins += cells
+        parts.append(f"{learner}: DDPG+BC ≥ AWR in {sum(cells)} of {len(cells)} cells, mean success over cells DDPG+BC "
+                     f"{np.nanmean(grids['ddpg_bc']):.1f}%, AWR {np.nanmean(grids['awr']):.1f}%")  # fmt: skip
+        body.append(scaling_matrix.markdown(grids, matrix_args) + f"\n![{learner}]({os.path.basename(out)}.png)\n")
+    return (verdict(wins), "; ".join(parts)), "\n".join(body)
+
+
 def eval_mse(records: list[dict], prefix: str) -> tuple[tuple[str, str], str]:
     """Correlations of score with the MSE on eval / valid / train states, per dataset family (their scales differ),
     within each dataset and variant (top_fraction): the verdict's numbers (pooled ones are in the report too)."""
@@ -412,6 +456,8 @@ def run_claim(claim: str, args: ClaimsArgs) -> tuple[str, str]:
                   success_rate=r.get("success_rate") if not r.get("policy_scores") else float("nan")) for r in records]  # fmt: skip
     if claim == "ddpg-bc-vs-awr":
         result, body = matrix(records, prefix, args)
+    elif claim == "gc-ddpg-bc-vs-awr":
+        result, body = gc_matrix(records, prefix, args)
     elif claim == "eval-mse":
         result, body = eval_mse(records, prefix)
     else:
