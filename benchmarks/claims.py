@@ -350,22 +350,24 @@ def choices(claim: str, records: list[dict]) -> str:
 
 def budget_lines(claim: str, args: ClaimsArgs) -> str:
     def option(item: str) -> str:  # as on a command line: tyro's booleans are --flag / --no-flag
-        name, value = item.replace("_", "-").split("=", 1)
+        name, value = item.split("=", 1)
+        name = name.replace("_", "-")  # a value keeps its underscores (--extraction ddpg_bc)
         return {"True": f"--{name}", "False": f"--no-{name}"}.get(value, f"--{name} {value}")
 
     def options(items):
         return " ".join(map(option, items))
 
-    lines = []
+    lines, families = [], {dataset.split("/")[0] for grid in SWEEPS[claim] for dataset in grid.datasets}
     for grid in SWEEPS[claim]:
         on = f"the checkpoint of each {grid.checkpoint_of} run" if grid.checkpoint_of else ", ".join(grid.datasets)
         line = f"- `{' '.join(grid.scripts)}` on {on}: {options(grid.flags + grid.grid)}"
         if grid.tuned:
             line += f"; tuned on seeds {list(args.tuning_seeds)} over {options(grid.tuned)}"
         lines.append(line)
+    episodes = [f"{family} {n}" + (" per evaluation goal" if family == "ogbench" else "") for family, n in EVAL_EPISODES.items() if family in families]
     return (
         "\n".join(lines)
-        + f"\n- evaluation episodes per evaluation: {', '.join(f'{k} {v}' for k, v in EVAL_EPISODES.items())}"
+        + "\n- evaluation episodes per evaluation: " + ", ".join(episodes)
     )
 
 
@@ -376,40 +378,39 @@ def compute_minutes(claim: str) -> float:
     return sum(r.get("wall_time_s", 0.0) for r in report.load_records(paths)) / 60
 
 
-def matrix(records: list[dict], prefix: str, args: ClaimsArgs) -> tuple[tuple[str, str], str]:
-    """The data-scaling matrices (one per dataset): DDPG+BC against AWR, cell by cell, each at its tuned alpha."""
+def ddpg_bc_against_awr(
+    records: list[dict], figures: list[tuple[str, scaling_matrix.MatrixArgs, dict | None]], score: Callable[[dict], float], unit: str
+) -> tuple[tuple[str, str], str]:  # fmt: skip
+    """DDPG+BC against AWR cell by cell, each cell at its tuned alpha, in each figure: (its name, its matrix, the filters
+    of its two panels, None for one panel per script); `unit` "%" for success rates, "" for normalised scores."""
     wins, parts, body = [], [], []
-    for dataset in MATRIX_DATASETS:
-        out = f"{prefix}_{dataset.split('/')[0]}"
-        matrix_args = scaling_matrix.MatrixArgs(dataset=dataset, value="iql", scripts=("ddpg_bc", "awr"), seeds=args.seeds,
-                                                fractions=tuple(map(float, FRACTIONS.split(","))), flags=MATRIX["flags"], out=out)  # fmt: skip
-        grids = scaling_matrix.matrices(records, matrix_args)
-        scaling_matrix.draw(grids, matrix_args)
+    for name, matrix_args, panels in figures:
+        grids = scaling_matrix.matrices(records, matrix_args, panels, score=score)
+        scaling_matrix.draw(grids, matrix_args, what="success rate (%)" if unit == "%" else "normalised score")
         cells = (grids["ddpg_bc"] >= grids["awr"]).ravel().tolist()
         wins += cells
-        parts.append(f"{dataset}: DDPG+BC ≥ AWR in {sum(cells)} of {len(cells)} cells, mean over cells DDPG+BC "
-                     f"{np.nanmean(grids['ddpg_bc']):.1f}, AWR {np.nanmean(grids['awr']):.1f}")  # fmt: skip
-        body.append(scaling_matrix.markdown(grids, matrix_args) + f"\n![{dataset}]({os.path.basename(out)}.png)\n")
+        parts.append(f"{name}: DDPG+BC ≥ AWR in {sum(cells)} of {len(cells)} cells, mean{' success' if unit else ''} over cells "
+                     f"DDPG+BC {np.nanmean(grids['ddpg_bc']):.1f}{unit}, AWR {np.nanmean(grids['awr']):.1f}{unit}")  # fmt: skip
+        body.append(scaling_matrix.markdown(grids, matrix_args) + f"\n![{name}]({os.path.basename(matrix_args.out)}.png)\n")
     return (verdict(wins), "; ".join(parts)), "\n".join(body)
+
+
+def matrix(records: list[dict], prefix: str, args: ClaimsArgs) -> tuple[tuple[str, str], str]:
+    """The data-scaling matrices, one per dataset, with IQL's value."""
+    fractions = tuple(map(float, FRACTIONS.split(",")))
+    figures = [(dataset, scaling_matrix.MatrixArgs(dataset=dataset, value="iql", scripts=("ddpg_bc", "awr"), seeds=args.seeds,
+                fractions=fractions, flags=MATRIX["flags"], out=f"{prefix}_{dataset.split('/')[0]}"), None) for dataset in MATRIX_DATASETS]  # fmt: skip
+    return ddpg_bc_against_awr(records, figures, scaling_matrix.normalized_score, unit="")
 
 
 def gc_matrix(records: list[dict], prefix: str, args: ClaimsArgs) -> tuple[tuple[str, str], str]:
-    """The goal-conditioned data-scaling matrices, one figure per value learner: DDPG+BC against AWR cell by cell
-    (success rate in %, each cell at its tuned alpha)."""
-    wins, parts, body = [], [], []
-    for learner, where in GC_VALUE_LEARNERS.items():
-        out = f"{prefix}_{learner.lower()}"
-        matrix_args = scaling_matrix.MatrixArgs(dataset=GC_MATRIX_DATASET, value=learner, seeds=args.seeds, flags=GC_MATRIX["flags"],
-                                                fractions=tuple(map(float, GC_FRACTIONS.split(","))), out=out)  # fmt: skip
-        panels = {extraction: {**where, "extraction": extraction} for extraction in ("ddpg_bc", "awr")}
-        grids = scaling_matrix.matrices(records, matrix_args, panels, score=tuned_score)
-        scaling_matrix.draw(grids, matrix_args, what="success rate (%)")
-        cells = (grids["ddpg_bc"] >= grids["awr"]).ravel().tolist()
-        wins += cells
-        parts.append(f"{learner}: DDPG+BC ≥ AWR in {sum(cells)} of {len(cells)} cells, mean success over cells DDPG+BC "
-                     f"{np.nanmean(grids['ddpg_bc']):.1f}%, AWR {np.nanmean(grids['awr']):.1f}%")  # fmt: skip
-        body.append(scaling_matrix.markdown(grids, matrix_args) + f"\n![{learner}]({os.path.basename(out)}.png)\n")
-    return (verdict(wins), "; ".join(parts)), "\n".join(body)
+    """The goal-conditioned data-scaling matrices, one per value learner, on success rates in %."""
+    fractions = tuple(map(float, GC_FRACTIONS.split(",")))
+    figures = [(learner, scaling_matrix.MatrixArgs(dataset=GC_MATRIX_DATASET, value=learner, seeds=args.seeds, fractions=fractions,
+                flags=GC_MATRIX["flags"], out=f"{prefix}_{learner.lower()}"),
+                {extraction: {**where, "extraction": extraction} for extraction in ("ddpg_bc", "awr")})
+               for learner, where in GC_VALUE_LEARNERS.items()]  # fmt: skip
+    return ddpg_bc_against_awr(records, figures, tuned_score, unit="%")
 
 
 def eval_mse(records: list[dict], prefix: str) -> tuple[tuple[str, str], str]:

@@ -52,9 +52,12 @@ class MatrixArgs:
     """each run's log goes to <work_dir>/logs, its TensorBoard folder to <work_dir>/runs"""
 
 
+def normalized_score(record: dict) -> float:
+    return record["normalized_score"]
+
+
 def matrices(
-    records: list[dict], args: MatrixArgs, panels: dict[str, dict] | None = None,
-    score: Callable[[dict], float] = lambda record: record["normalized_score"],
+    records: list[dict], args: MatrixArgs, panels: dict[str, dict] | None = None, score: Callable[[dict], float] = normalized_score
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """panel -> (value fraction x policy fraction) mean score, NaN where no run finished. A panel's runs are those
     whose script and flags are its filter's (default: a panel per script, its value learner args.value); `score`
