@@ -124,6 +124,8 @@ class Args:
     """each run's log, OGBench's save dirs, our run folders, the HOME and wandb stand-in given to main.py"""
     timeout_s: int = 3600
     """give up on one OGBench run after this long (recorded as failed)"""
+    note: str = ""
+    """a paragraph added to the report as it is (e.g. what else loaded the machine during the runs)"""
     smoke: bool = False
     """a tiny check of the whole pipeline: 100 updates, batch 64, 64-wide nets, 1 episode per goal, seed 0, out and logs under benchmarks/out/gc_parity_smoke"""
 
@@ -363,6 +365,7 @@ def report(records: list[dict], expected: list[dict], args: Args, machine: str) 
         "(OGBench's includes XLA compilation and main.py's extra evaluation at step 1).\n\n"
         + (f"Missing runs ({len(missing)} of {len(expected)}): {', '.join(missing)}.\n" if missing else f"All {len(expected)} runs finished.\n")
         + (f"\nFailed attempts: {'; '.join(failed)}.\n" if failed else "")
+        + (f"\n{args.note}\n" if args.note else "")
     )  # fmt: skip
     return text
 

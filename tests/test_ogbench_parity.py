@@ -115,7 +115,7 @@ def test_the_report_gives_both_sides_the_verdicts_the_speed_and_the_missing_runs
     path = tmp_path / "runs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     expected = [{"id": r["id"]} for r in records] + [{"id": "ours__crl__seed1"}]
-    text = parity.report(parity.load_records(str(path)), expected, small_args(), "test machine")
+    text = parity.report(parity.load_records(str(path)), expected, small_args(note="Load: busy."), "test machine")
     lines = text.splitlines()
     gcbc = next(line for line in lines if line.startswith("| gcbc | 50.0 ± 2.0 (3) | 51.0 ± 4.0 (3) | -1.0 |"))
     assert gcbc.endswith(f"{parity.WITHIN} |")
@@ -127,4 +127,5 @@ def test_the_report_gives_both_sides_the_verdicts_the_speed_and_the_missing_runs
     assert "| gcbc | ours | 50 | 50 | 50 | 50 | 50 | 50 / 52 / 48 (seeds 0, 1, 2) |" in lines
     assert "Missing runs (2 of 15): ogbench__crl__seed0, ours__crl__seed1." in text
     assert "Failed attempts: ogbench__crl__seed0" in text
-    assert "Wall time of the finished runs: ours 7.0 min, OGBench 6.0 min" in text  # 60 s per finished run
+    assert "Wall time of the finished runs: ours 7.0 min, OGBench 6.0 min" in text
+    assert text.endswith("\nLoad: busy.\n")  # 60 s per finished run
