@@ -127,5 +127,5 @@ def test_the_report_gives_both_sides_the_verdicts_the_speed_and_the_missing_runs
     assert "| gcbc | ours | 50 | 50 | 50 | 50 | 50 | 50 / 52 / 48 (seeds 0, 1, 2) |" in lines
     assert "Missing runs (2 of 15): ogbench__crl__seed0, ours__crl__seed1." in text
     assert "Failed attempts: ogbench__crl__seed0" in text
-    assert "Wall time of the finished runs: ours 7.0 min, OGBench 6.0 min" in text
-    assert text.endswith("\nLoad: busy.\n")  # 60 s per finished run
+    assert "Wall time of the finished runs: ours 7.0 min, OGBench 6.0 min" in text  # 60 s per finished run
+    assert text.endswith("\nLoad: busy.\n")  # --note, as it is
