@@ -54,7 +54,11 @@ class Args:
     total_steps: int = 20_000
     """gradient updates (OGBench: 1_000_000)"""
     batch_size: int = 256
-    """transitions per update, one batch for every loss (OGBench: 1024)"""
+    """transitions per update, one batch for every loss (two, the value's and the policy's, where the data fractions differ; OGBench: 1024)"""
+    value_data_fraction: float = 1.0
+    """fraction of the episodes the value losses learn from (nested prefixes of a fixed order): a row of the seed paper's data-scaling matrix"""
+    policy_data_fraction: float = 1.0
+    """fraction of the episodes the policy learns from (nested prefixes of the same order): a column of the data-scaling matrix"""
     learning_rate: float = 3e-4
     """Adam learning rate of every network (OGBench's)"""
     hidden_dim: int = 256
@@ -209,10 +213,11 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
 
 
 def update(
-    batch: goals.GoalBatch, actor: GoalActor, critic: GoalCritics, target_critic: GoalCritics, value: GoalValue,
-    optimizers: dict[str, torch.optim.Optimizer], args: Args,
+    batch: goals.GoalBatch, policy_batch: goals.GoalBatch, actor: GoalActor, critic: GoalCritics, target_critic: GoalCritics,
+    value: GoalValue, optimizers: dict[str, torch.optim.Optimizer], args: Args,
 ) -> dict[str, torch.Tensor]:  # fmt: skip
-    s, a, g, g_actor = batch.observations, batch.actions, batch.value_goals, batch.actor_goals
+    s, a, g = batch.observations, batch.actions, batch.value_goals  # the value losses' batch
+    s_pi, a_pi, g_actor = policy_batch.observations, policy_batch.actions, policy_batch.actor_goals  # the policy's (the same batch at equal data fractions)
     with torch.no_grad():  # everything from the networks as they are before this step (OGBench's one jitted step)
         target_q = target_critic(s, g, a).min(0).values
         next_v = value(batch.next_observations, g)
@@ -220,14 +225,14 @@ def update(
     # the policy first: a DDPG+BC gradient reaches the critics too, and is cleared before the critics' own step
     if args.extraction == "awr":  # L_pi = -E [ min(exp(alpha (Q(s,a,g) - V(s,g))), 100) log pi(a|s,g) ]
         with torch.no_grad():
-            advantages = critic(s, g_actor, a).min(0).values - value(s, g_actor)
+            advantages = critic(s_pi, g_actor, a_pi).min(0).values - value(s_pi, g_actor)
             weights = torch.exp(args.alpha * advantages).clamp(max=100.0)
-        actor_loss = -(weights * actor.log_prob(s, g_actor, a)).mean()
+        actor_loss = -(weights * actor.log_prob(s_pi, g_actor, a_pi)).mean()
         extraction = {"actor/advantage_mean": advantages.mean(), "actor/weight_mean": weights.mean()}
     else:  # L_pi = -E [ Q(s, mu(s,g), g) / sg(E|Q|) + alpha log pi(a|s,g) ]
-        q_policy = critic(s, g_actor, actor.act(s, g_actor)).min(0).values
+        q_policy = critic(s_pi, g_actor, actor.act(s_pi, g_actor)).min(0).values
         q_loss = -q_policy.mean() / (q_policy.abs().mean().detach() + 1e-6)  # the Q term at any Q scale (OGBench)
-        bc_loss = -(args.alpha * actor.log_prob(s, g_actor, a)).mean()
+        bc_loss = -(args.alpha * actor.log_prob(s_pi, g_actor, a_pi)).mean()
         actor_loss = q_loss + bc_loss
         extraction = {"losses/q": q_loss.detach(), "losses/bc": bc_loss.detach(), "q/policy_mean": q_policy.detach().mean()}
     optimizers["actor"].zero_grad(set_to_none=True)
@@ -262,14 +267,16 @@ def main(args: Args) -> training.RunResult:
     run = training.Run("gciql", args, variant=args.extraction)  # seeds, device, run folder, TensorBoard
     args, device = run.args, run.device
 
-    # data: every transition; goals drawn from the data itself, on the device (observations as they are, as OGBench)
+    # data: every transition (value and policy data: nested prefixes of the episodes); goals drawn from the data
+    # itself, on the device (observations as they are, as OGBench)
     dataset = data.load_dataset(args.dataset)
     train = data.to_transitions(dataset, device)
     obs_dim, act_dim = train.observations.shape[1], train.actions.shape[1]
     random_goals = goals.actor_random_share(args.dataset) if args.actor_random_goals is None else args.actor_random_goals
-    sampler = goals.GoalSampler(
-        train, args.discount, value=goals.GoalMix(args.value_current_goals, args.value_random_goals, geometric=True),
-        actor=goals.GoalMix(random=random_goals),
+    value_mix, actor_mix = goals.GoalMix(args.value_current_goals, args.value_random_goals, geometric=True), goals.GoalMix(random=random_goals)
+    value_goals = goals.GoalSampler(data.subsample(train, args.value_data_fraction, seed=args.seed), args.discount, value_mix, actor_mix)
+    policy_goals = value_goals if args.policy_data_fraction == args.value_data_fraction else goals.GoalSampler(
+        data.subsample(train, args.policy_data_fraction, seed=args.seed), args.discount, value_mix, actor_mix
     )  # fmt: skip
 
     low, high = dataset.action_space.low, dataset.action_space.high
@@ -287,7 +294,9 @@ def main(args: Args) -> training.RunResult:
     models = {"actor": actor, "critic": critic, "target_critic": target_critic, "value": value}
     models |= {f"{name}_optimizer": optimizer for name, optimizer in optimizers.items()}
     for step in run.steps(models, data.Normalizer.identity(obs_dim, device)):
-        metrics = update_step(sampler.sample(args.batch_size), actor, critic, target_critic, value, optimizers, args)
+        batch = value_goals.sample(args.batch_size)
+        policy_batch = batch if policy_goals is value_goals else policy_goals.sample(args.batch_size)
+        metrics = update_step(batch, policy_batch, actor, critic, target_critic, value, optimizers, args)
         if run.logging(step):
             run.log(step, metrics)
         if run.evaluating(step):

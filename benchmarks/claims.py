@@ -1,10 +1,11 @@
-"""The five seed claims, one command each: tune, run, write the table, the plots and whether the claim held.
+"""The seed claims, one command each: tune, run, write the table, the plots and whether the claim held.
 
     python benchmarks/claims.py offline-rl-beats-bc   # 1. TD3+BC, IQL, CQL beat BC on noisy / mixed data
     python benchmarks/claims.py stitching             # 2. on a stitching maze, TD learning beats BC, %BC and DT
     python benchmarks/claims.py ddpg-bc-vs-awr        # 3. DDPG+BC >= AWR across the data-scaling matrix
     python benchmarks/claims.py test-time             # 4. OPEX and TTT raise a trained policy's score
     python benchmarks/claims.py eval-mse              # 5. evaluation MSE tracks return better than validation MSE
+    python benchmarks/claims.py gc-ddpg-bc-vs-awr     # 6. claim 3 on a goal-conditioned task, with GC-IQL, GC-SARSA and CRL
     python benchmarks/claims.py all --readme README.md
 
 The papers' protocol: a hyperparameter a claim tunes (DDPG+BC's and AWR's alpha per matrix cell, OPEX's beta, TTT's
@@ -44,7 +45,8 @@ CHECKPOINT_EVERY = 1000
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 TUNING_SEEDS = (0,)  # hyperparameters are chosen on these seeds' final scores...
 SEEDS = (10, 11, 12)  # ...and verdicts are reported on these: no earlier run, study or choice in this project used them
-EVAL_EPISODES = {"pendulum": 20, "pointmaze": 50}  # per dataset family: a maze's success is a coin flip per episode
+EVAL_EPISODES = {"pendulum": 20, "pointmaze": 50, "ogbench": 10}  # per dataset family: a maze's success is a coin flip
+# per episode; OGBench's goal-conditioned evaluation runs this many per evaluation goal, five goals
 PENDULUM_NOISY = ("pendulum/mixed-v0", "pendulum/medium-v0")
 STITCH_MAZE = "pointmaze/medium-stitch-v0"  # umaze is too small: 10% BC solves it (NOTES.md)
 # IQL on sparse-reward mazes: the antmaze settings of the paper (expectile 0.9, temperature 10, rewards as logged),
@@ -52,6 +54,12 @@ STITCH_MAZE = "pointmaze/medium-stitch-v0"  # umaze is too small: 10% BC solves 
 IQL_MAZE = ("expectile=0.9", "temperature=10", "return_range_scale=False", "clip_target=True")
 FRACTIONS = "0.1,0.3,1.0"  # the data-scaling matrix's axes, both: value data and policy data
 MATRIX_DATASETS = ("pendulum/mixed-v0", "pointmaze/umaze-stitch-v0")
+# the seed's three value learners on a goal-conditioned task (OGBench's point maze, built locally): a label, the script
+# and the flags that make it; each paired with both extractions
+GC_MATRIX_DATASET = "ogbench/pointmaze-medium-navigate-v0"
+GC_VALUE_LEARNERS = {"GC-IQL": {"script": "gciql", "expectile": "0.9"}, "GC-SARSA": {"script": "gciql", "expectile": "0.5"},
+                     "CRL": {"script": "crl"}}  # fmt: skip
+GC_FRACTIONS = "0.1,1.0"  # 2 x 2: 144 runs of 5k updates fit a 2-core VM's few hours; 3 x 3 would be 324
 TEST_TIME_DATASETS = ("pendulum/medium-v0", "pointmaze/umaze-stitch-v0")
 
 
@@ -72,6 +80,8 @@ MATRIX = {
     "flags": ("value=iql", "total_steps=2000", "hidden_dim=128", "eval_every=1000"),
     "grid": (f"value_data_fraction={FRACTIONS}", f"policy_data_fraction={FRACTIONS}"),
 }
+GC_MATRIX = {"flags": ("total_steps=5000", "hidden_dim=128", "eval_every=2500"),
+             "fractions": (f"value_data_fraction={GC_FRACTIONS}", f"policy_data_fraction={GC_FRACTIONS}")}  # fmt: skip
 SWEEPS = {  # claim -> its sweeps, run in order
     "offline-rl-beats-bc": [
         Grid(("bc",), PENDULUM_NOISY, ("total_steps=10000", "eval_every=2500")),
@@ -101,6 +111,17 @@ SWEEPS = {  # claim -> its sweeps, run in order
             checkpoint_of="ddpg_bc",
         ),
     ],
+    # OGBench's alpha on the point mazes (hyperparameters.sh: GCIQL DDPG+BC 0.003, CRL 0.03; AWR temperatures 1-10
+    # in its other agents) and a factor 10 on each side
+    "gc-ddpg-bc-vs-awr": [
+        Grid(("gciql",), (GC_MATRIX_DATASET,), GC_MATRIX["flags"], grid=("extraction=ddpg_bc", "expectile=0.9,0.5", *GC_MATRIX["fractions"]),
+             tuned=("alpha=0.0003,0.003,0.03",)),
+        Grid(("gciql",), (GC_MATRIX_DATASET,), GC_MATRIX["flags"], grid=("extraction=awr", "expectile=0.9,0.5", *GC_MATRIX["fractions"]),
+             tuned=("alpha=1,3,10",)),
+        Grid(("crl",), (GC_MATRIX_DATASET,), GC_MATRIX["flags"], grid=("extraction=ddpg_bc", *GC_MATRIX["fractions"]),
+             tuned=("alpha=0.003,0.03,0.3",)),
+        Grid(("crl",), (GC_MATRIX_DATASET,), GC_MATRIX["flags"], grid=("extraction=awr", *GC_MATRIX["fractions"]), tuned=("alpha=1,3,10",)),
+    ],  # fmt: skip
     "eval-mse": [
         # the validation MSE needs held-out episodes: the scripts train on all of them unless asked
         Grid(
@@ -123,15 +144,16 @@ TITLES = {
     "ddpg-bc-vs-awr": "DDPG+BC ≥ AWR from the same value function, across the data-scaling matrix",
     "test-time": "OPEX and TTT raise a trained policy's score without retraining",
     "eval-mse": "Evaluation MSE tracks return far better than validation MSE",
+    "gc-ddpg-bc-vs-awr": "DDPG+BC ≥ AWR on a goal-conditioned task, with each of GC-IQL, GC-SARSA and CRL, across the data-scaling matrix",
 }
 
 
 @dataclass
 class ClaimsArgs:
     claim: tyro.conf.Positional[
-        Literal["offline-rl-beats-bc", "stitching", "ddpg-bc-vs-awr", "test-time", "eval-mse", "all"]
+        Literal["offline-rl-beats-bc", "stitching", "ddpg-bc-vs-awr", "test-time", "eval-mse", "gc-ddpg-bc-vs-awr", "all"]
     ]
-    """which claim to run and report (all: the five in turn)"""
+    """which claim to run and report (all: every claim in turn)"""
     seeds: tuple[int, ...] = SEEDS
     """report seeds: every verdict is computed on these (fresh: never used to choose a hyperparameter)"""
     tuning_seeds: tuple[int, ...] = TUNING_SEEDS
@@ -237,7 +259,10 @@ def parse(items: tuple[str, ...]) -> list[dict[str, str]]:
 
 
 def tuned_score(record: dict) -> float:
-    """The score of the policy a run is about: a test-time script's adjusted policy, else the run's own."""
+    """The score of the policy a run is about: a test-time script's adjusted policy, else the run's own (a
+    goal-conditioned run's: its success rate in %, OGBench's metric)."""
+    if record.get("task_success_rates"):
+        return 100 * record["success_rate"]
     return next(iter(record["policy_scores"].values())) if record.get("policy_scores") else record["normalized_score"]
 
 
@@ -325,22 +350,24 @@ def choices(claim: str, records: list[dict]) -> str:
 
 def budget_lines(claim: str, args: ClaimsArgs) -> str:
     def option(item: str) -> str:  # as on a command line: tyro's booleans are --flag / --no-flag
-        name, value = item.replace("_", "-").split("=", 1)
+        name, value = item.split("=", 1)
+        name = name.replace("_", "-")  # a value keeps its underscores (--extraction ddpg_bc)
         return {"True": f"--{name}", "False": f"--no-{name}"}.get(value, f"--{name} {value}")
 
     def options(items):
         return " ".join(map(option, items))
 
-    lines = []
+    lines, families = [], {dataset.split("/")[0] for grid in SWEEPS[claim] for dataset in grid.datasets}
     for grid in SWEEPS[claim]:
         on = f"the checkpoint of each {grid.checkpoint_of} run" if grid.checkpoint_of else ", ".join(grid.datasets)
         line = f"- `{' '.join(grid.scripts)}` on {on}: {options(grid.flags + grid.grid)}"
         if grid.tuned:
             line += f"; tuned on seeds {list(args.tuning_seeds)} over {options(grid.tuned)}"
         lines.append(line)
+    episodes = [f"{family} {n}" + (" per evaluation goal" if family == "ogbench" else "") for family, n in EVAL_EPISODES.items() if family in families]
     return (
         "\n".join(lines)
-        + f"\n- evaluation episodes per evaluation: {', '.join(f'{k} {v}' for k, v in EVAL_EPISODES.items())}"
+        + "\n- evaluation episodes per evaluation: " + ", ".join(episodes)
     )
 
 
@@ -351,21 +378,39 @@ def compute_minutes(claim: str) -> float:
     return sum(r.get("wall_time_s", 0.0) for r in report.load_records(paths)) / 60
 
 
-def matrix(records: list[dict], prefix: str, args: ClaimsArgs) -> tuple[tuple[str, str], str]:
-    """The data-scaling matrices (one per dataset): DDPG+BC against AWR, cell by cell, each at its tuned alpha."""
+def ddpg_bc_against_awr(
+    records: list[dict], figures: list[tuple[str, scaling_matrix.MatrixArgs, dict | None]], score: Callable[[dict], float], unit: str
+) -> tuple[tuple[str, str], str]:  # fmt: skip
+    """DDPG+BC against AWR cell by cell, each cell at its tuned alpha, in each figure: (its name, its matrix, the filters
+    of its two panels, None for one panel per script); `unit` "%" for success rates, "" for normalised scores."""
     wins, parts, body = [], [], []
-    for dataset in MATRIX_DATASETS:
-        out = f"{prefix}_{dataset.split('/')[0]}"
-        matrix_args = scaling_matrix.MatrixArgs(dataset=dataset, value="iql", scripts=("ddpg_bc", "awr"), seeds=args.seeds,
-                                                fractions=tuple(map(float, FRACTIONS.split(","))), flags=MATRIX["flags"], out=out)  # fmt: skip
-        grids = scaling_matrix.matrices(records, matrix_args)
-        scaling_matrix.draw(grids, matrix_args)
+    for name, matrix_args, panels in figures:
+        grids = scaling_matrix.matrices(records, matrix_args, panels, score=score)
+        scaling_matrix.draw(grids, matrix_args, what="success rate (%)" if unit == "%" else "normalised score")
         cells = (grids["ddpg_bc"] >= grids["awr"]).ravel().tolist()
         wins += cells
-        parts.append(f"{dataset}: DDPG+BC ≥ AWR in {sum(cells)} of {len(cells)} cells, mean over cells DDPG+BC "
-                     f"{np.nanmean(grids['ddpg_bc']):.1f}, AWR {np.nanmean(grids['awr']):.1f}")  # fmt: skip
-        body.append(scaling_matrix.markdown(grids, matrix_args) + f"\n![{dataset}]({os.path.basename(out)}.png)\n")
+        parts.append(f"{name}: DDPG+BC ≥ AWR in {sum(cells)} of {len(cells)} cells, mean{' success' if unit else ''} over cells "
+                     f"DDPG+BC {np.nanmean(grids['ddpg_bc']):.1f}{unit}, AWR {np.nanmean(grids['awr']):.1f}{unit}")  # fmt: skip
+        body.append(scaling_matrix.markdown(grids, matrix_args) + f"\n![{name}]({os.path.basename(matrix_args.out)}.png)\n")
     return (verdict(wins), "; ".join(parts)), "\n".join(body)
+
+
+def matrix(records: list[dict], prefix: str, args: ClaimsArgs) -> tuple[tuple[str, str], str]:
+    """The data-scaling matrices, one per dataset, with IQL's value."""
+    fractions = tuple(map(float, FRACTIONS.split(",")))
+    figures = [(dataset, scaling_matrix.MatrixArgs(dataset=dataset, value="iql", scripts=("ddpg_bc", "awr"), seeds=args.seeds,
+                fractions=fractions, flags=MATRIX["flags"], out=f"{prefix}_{dataset.split('/')[0]}"), None) for dataset in MATRIX_DATASETS]  # fmt: skip
+    return ddpg_bc_against_awr(records, figures, scaling_matrix.normalized_score, unit="")
+
+
+def gc_matrix(records: list[dict], prefix: str, args: ClaimsArgs) -> tuple[tuple[str, str], str]:
+    """The goal-conditioned data-scaling matrices, one per value learner, on success rates in %."""
+    fractions = tuple(map(float, GC_FRACTIONS.split(",")))
+    figures = [(learner, scaling_matrix.MatrixArgs(dataset=GC_MATRIX_DATASET, value=learner, seeds=args.seeds, fractions=fractions,
+                flags=GC_MATRIX["flags"], out=f"{prefix}_{learner.lower()}"),
+                {extraction: {**where, "extraction": extraction} for extraction in ("ddpg_bc", "awr")})
+               for learner, where in GC_VALUE_LEARNERS.items()]  # fmt: skip
+    return ddpg_bc_against_awr(records, figures, tuned_score, unit="%")
 
 
 def eval_mse(records: list[dict], prefix: str) -> tuple[tuple[str, str], str]:
@@ -412,6 +457,8 @@ def run_claim(claim: str, args: ClaimsArgs) -> tuple[str, str]:
                   success_rate=r.get("success_rate") if not r.get("policy_scores") else float("nan")) for r in records]  # fmt: skip
     if claim == "ddpg-bc-vs-awr":
         result, body = matrix(records, prefix, args)
+    elif claim == "gc-ddpg-bc-vs-awr":
+        result, body = gc_matrix(records, prefix, args)
     elif claim == "eval-mse":
         result, body = eval_mse(records, prefix)
     else:

@@ -3,6 +3,7 @@
     git clone https://github.com/tinkoff-ai/CORL /tmp/CORL                     # any checkout; nothing of it is copied here
     python benchmarks/corl.py speed --corl /tmp/CORL --out benchmarks/results/corl_speed.md
     python benchmarks/corl.py speed --corl /tmp/CORL --clock process --options eager matmul-precision=bf16 --baseline /tmp/main  # shared machine
+    python benchmarks/corl.py speed --corl /tmp/CORL --clock process --options eager matmul-precision=bf16 compile+matmul-precision=bf16 --d3rlpy-python /tmp/d3env/bin/python
     python benchmarks/corl.py parity --corl /tmp/CORL --readme docs/benchmarks.md  # about 2.5 h on one 2-core VM
     python benchmarks/corl.py parity --corl /tmp/CORL --updates 100 --cql-updates 100 --seeds 0 --out /tmp/smoke
 
@@ -31,6 +32,13 @@ CORL's networks and batch (SPEED_FLAGS):
 
 CORL's side excludes sampling (`.train(batch)` only, except DT) and ours includes it (the whole loop): the ratio
 ours / CORL is, if anything, tilted towards CORL.
+
+With --d3rlpy-python (the interpreter of a separate venv: `python3 -m venv /tmp/d3env; /tmp/d3env/bin/pip install
+torch==2.13.0 d3rlpy==2.8.1`), d3rlpy's BC, TD3PlusBC, IQL, CQL and DecisionTransformer are timed after CORL in
+each round, configured to CORL's nets and batch, on the same Hopper-shaped data (saved as .npz for that venv):
+`algo.update(batch)` on batches its own sampler drew beforehand, as CORL's `.train(batch)`
+(benchmarks/d3rlpy_speed.py says what is matched). A second table then gives one line per algorithm: CORL, d3rlpy
+and ours under each option.
 
 parity: both on the SAME local dataset, the same number of updates, nets, batch and seeds, and scored by the SAME
 function, our evaluation (`evaluate()` in the dataset's eval env, 10 episodes from the start states our scripts
@@ -349,8 +357,10 @@ class SpeedArgs:
     """our speed options, a row each beside the same CORL timing: eager, or benchmarks/throughput.py's names (compile, matmul-precision=bf16)"""
     baseline: str | None = None
     """another checkout of this project (e.g. `git worktree add /tmp/main main`), timed eager in the same rounds: a row each"""
+    d3rlpy_python: str | None = None
+    """the python of a venv with d3rlpy (`pip install torch==2.13.0 d3rlpy==2.8.1`): d3rlpy's algorithms at CORL's nets and batch, timed after CORL in each round (benchmarks/d3rlpy_speed.py)"""
     out: str | None = None
-    """append the markdown table to this file"""
+    """append the markdown tables to this file"""
 
 
 def random_batch(arrays: dict[str, np.ndarray], batch_size: int, rng: np.random.Generator) -> list[torch.Tensor]:
@@ -401,14 +411,46 @@ def corl_updates_per_second(corl: str, algorithm: str, updates: int, threads: in
     return float(done.stdout.strip().splitlines()[-1])
 
 
+def d3rlpy_updates_per_second(python: str, arrays: str, algorithm: str, updates: int, threads: int, clock: str = "wall") -> float:
+    """d3rlpy's updates/s of one algorithm in its own venv's interpreter, on the arrays saved at `arrays` (.npz)."""
+    script = os.path.join(ROOT, "benchmarks", "d3rlpy_speed.py")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), TQDM_DISABLE="1")
+    done = subprocess.run([python, script, arrays, algorithm, str(updates), str(threads), clock], capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"timing d3rlpy's {algorithm} failed:\n{done.stderr[-2000:]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def speed_table(rows: list[dict], header: str) -> str:
-    """Markdown: per algorithm the median updates/s of each side over the rounds, every round, and ours / CORL."""
-    lines = [header, "", "| algorithm | CORL updates/s | ours updates/s | ours / CORL | CORL, each round | ours, each round | ours' flags |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    """Markdown: per algorithm the median updates/s of each side over the rounds, every round, and ours / CORL (with
+    d3rlpy's columns beside them when the rows have its timings)."""
+    d3 = any(row.get("d3rlpy") for row in rows)
+    each = lambda xs: ", ".join(f"{x:.1f}" for x in xs)  # noqa: E731
+    lines = [header, "", "| algorithm | CORL updates/s | " + ("d3rlpy updates/s | " if d3 else "") + "ours updates/s | ours / CORL | "
+             + ("ours / d3rlpy | " if d3 else "") + "CORL, each round | " + ("d3rlpy, each round | " if d3 else "")
+             + "ours, each round | ours' flags |", "|---" * (10 if d3 else 7) + "|"]  # fmt: skip
     for row in rows:
         corl, mine = statistics.median(row["corl"]), statistics.median(row["ours"])
-        each = lambda xs: ", ".join(f"{x:.1f}" for x in xs)  # noqa: E731
-        lines.append(f"| {row['algorithm']} | {corl:.1f} | {mine:.1f} | {mine / corl:.2f}x | {each(row['corl'])} | {each(row['ours'])} | `{row['flags']}` |")
+        theirs = statistics.median(row["d3rlpy"]) if d3 else 0.0
+        lines.append(f"| {row['algorithm']} | {corl:.1f} | " + (f"{theirs:.1f} | " if d3 else "") + f"{mine:.1f} | {mine / corl:.2f}x | "
+                     + (f"{mine / theirs:.2f}x | " if d3 else "") + f"{each(row['corl'])} | " + (f"{each(row['d3rlpy'])} | " if d3 else "")
+                     + f"{each(row['ours'])} | `{row['flags']}` |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def speed_summary(rows: list[dict], options: tuple[str, ...]) -> str:
+    """Markdown, one line per algorithm: CORL's (and d3rlpy's) median updates/s, and ours under each option with
+    ours / CORL (and ours / d3rlpy) in brackets. Baseline rows are left out."""
+    d3 = any(row.get("d3rlpy") for row in rows)
+    lines = ["| algorithm | CORL | " + ("d3rlpy | " if d3 else "") + " | ".join(f"ours {option}" for option in options) + " |",
+             "|---" * (2 + d3 + len(options)) + "|"]  # fmt: skip
+    for script in dict.fromkeys(row["script"] for row in rows if row.get("option") is not None):
+        mine = {row["option"]: statistics.median(row["ours"]) for row in rows if row["script"] == script and row.get("option") is not None}
+        first = next(row for row in rows if row["script"] == script)
+        corl = statistics.median(first["corl"])
+        theirs = statistics.median(first["d3rlpy"]) if d3 else 0.0
+        cells = [f"{mine[o]:.1f} ({mine[o] / corl:.2f}x" + (f"; {mine[o] / theirs:.2f}x)" if d3 else ")") for o in options if o in mine]
+        lines.append(f"| {script} | {corl:.1f} | " + (f"{theirs:.1f} | " if d3 else "") + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -418,25 +460,34 @@ def speed(args: SpeedArgs) -> str:
 
     corl = check_corl(args.corl)
     started = time.time()
-    rows = [{"algorithm": a if option == "eager" else f"{a} {option}", "script": a, "root": ROOT, "corl": [], "ours": [],
-             "flags": " ".join([SPEED_FLAGS[a], *throughput.flags(option)])} for a in args.algorithms for option in args.options]  # fmt: skip
+    rows = [{"algorithm": a if option == "eager" else f"{a} {option}", "script": a, "option": option, "root": ROOT, "corl": [], "d3rlpy": [],
+             "ours": [], "flags": " ".join([SPEED_FLAGS[a], *throughput.flags(option)])} for a in args.algorithms for option in args.options]  # fmt: skip
     if args.baseline:
-        rows += [{"algorithm": f"{a} (baseline)", "script": a, "root": os.path.abspath(args.baseline), "corl": [], "ours": [],
-                  "flags": SPEED_FLAGS[a]} for a in args.algorithms]  # fmt: skip
+        rows += [{"algorithm": f"{a} (baseline)", "script": a, "option": None, "root": os.path.abspath(args.baseline), "corl": [],
+                  "d3rlpy": [], "ours": [], "flags": SPEED_FLAGS[a]} for a in args.algorithms]  # fmt: skip
     with tempfile.TemporaryDirectory() as root:
         previous = os.environ.get("MINARI_DATASETS_PATH")
         os.environ["MINARI_DATASETS_PATH"] = root  # the timing interpreters inherit it
         try:
             hopper_standin()
+            arrays = os.path.join(root, "hopper.npz")  # the same data for d3rlpy's venv, as numpy arrays
+            if args.d3rlpy_python:
+                np.savez(arrays, **{k: v for k, v in corl_arrays(SPEED_DATASET)[0].items() if k != "next_observations"})
             for round in range(args.rounds):
-                for algorithm in args.algorithms:  # CORL once, then each of our rows of this algorithm
+                for algorithm in args.algorithms:  # CORL once, d3rlpy once, then each of our rows of this algorithm
                     updates = max(2, int(SPEED_UPDATES[algorithm] * args.scale))
                     corl_speed = corl_updates_per_second(corl, algorithm, updates, args.threads, args.clock)
+                    d3rlpy_speed = None
+                    if args.d3rlpy_python:
+                        d3rlpy_speed = d3rlpy_updates_per_second(args.d3rlpy_python, arrays, algorithm, updates, args.threads, args.clock)
                     for row in (r for r in rows if r["script"] == algorithm):
                         row["corl"].append(corl_speed)
+                        if d3rlpy_speed is not None:
+                            row["d3rlpy"].append(d3rlpy_speed)
                         timing = throughput.ThroughputArgs(dataset=SPEED_DATASET, updates=updates, device="cpu", threads=args.threads, eval_episodes=0, clock=args.clock)
                         row["ours"].append(throughput.updates_per_second(algorithm, timing, row["flags"], row["root"]))
-                        print(f"round {round + 1}: {row['algorithm']} CORL {corl_speed:.1f}, ours {row['ours'][-1]:.1f} updates/s", flush=True)
+                        also = "" if d3rlpy_speed is None else f", d3rlpy {d3rlpy_speed:.1f}"
+                        print(f"round {round + 1}: {row['algorithm']} CORL {corl_speed:.1f}{also}, ours {row['ours'][-1]:.1f} updates/s", flush=True)
         finally:
             if previous is None:
                 os.environ.pop("MINARI_DATASETS_PATH", None)
@@ -445,10 +496,16 @@ def speed(args: SpeedArgs) -> str:
     commit = subprocess.run(["git", "-C", corl, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
     revision = lambda path: subprocess.run(["git", "-C", path, "describe", "--always", "--dirty"], capture_output=True, text=True, check=False).stdout.strip()  # noqa: E731
     baseline = f", baseline {revision(args.baseline)}" if args.baseline else ""
+    if args.d3rlpy_python:
+        version = subprocess.run([args.d3rlpy_python, "-c", "import d3rlpy; print(d3rlpy.__version__)"], capture_output=True, text=True, check=False)
+        baseline += f", d3rlpy {version.stdout.strip()}"
     header = (f"### {time.strftime('%Y-%m-%d')}: CORL {commit or '(no git)'} vs ours {revision(ROOT)}{baseline}, {cpu_name()}, {os.cpu_count()} cores, "
               f"torch {torch.__version__}, {args.threads} thread(s), {args.clock} clock, {args.rounds} alternating rounds, "
               f"{(time.time() - started) / 60:.0f} min (`python benchmarks/corl.py speed`)")  # fmt: skip
     text = speed_table(rows, header)
+    if len(args.options) > 1 or args.d3rlpy_python:  # the same medians, one line per algorithm
+        ratios = "ours / CORL" + ("; ours / d3rlpy" if args.d3rlpy_python else "")
+        text += f"\nThe same medians, updates/s (in brackets {ratios}):\n\n" + speed_summary(rows, args.options)
     print(text)
     if args.out:
         with open(args.out, "a") as f:

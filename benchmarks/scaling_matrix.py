@@ -13,6 +13,7 @@ vertically mean "policy-bounded" (more policy data helps, more value data does n
 import json
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import matplotlib
@@ -51,26 +52,38 @@ class MatrixArgs:
     """each run's log goes to <work_dir>/logs, its TensorBoard folder to <work_dir>/runs"""
 
 
-def matrices(records: list[dict], args: MatrixArgs) -> dict[str, np.ndarray]:
-    """script -> (value fraction x policy fraction) mean score, NaN where no run finished."""
+def normalized_score(record: dict) -> float:
+    return record["normalized_score"]
+
+
+def matrices(
+    records: list[dict], args: MatrixArgs, panels: dict[str, dict] | None = None, score: Callable[[dict], float] = normalized_score
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """panel -> (value fraction x policy fraction) mean score, NaN where no run finished. A panel's runs are those
+    whose script and flags are its filter's (default: a panel per script, its value learner args.value); `score`
+    reads a run's number (goal-conditioned matrices: the success rate in %)."""
+    panels = panels or {script: {"script": script, "value": args.value} for script in args.scripts}
     cells = defaultdict(list)
     for r in records:
-        if r.get("status") == "ok" and r["dataset"] == args.dataset and r["flags"].get("value") == args.value:
-            key = (r["script"], float(r["flags"]["value_data_fraction"]), float(r["flags"]["policy_data_fraction"]))
-            cells[key].append(r["normalized_score"])
+        if r.get("status") != "ok" or r["dataset"] != args.dataset:
+            continue
+        fractions = (float(r["flags"]["value_data_fraction"]), float(r["flags"]["policy_data_fraction"]))
+        for label, where in panels.items():
+            if all((r["script"] if name == "script" else r["flags"].get(name)) == value for name, value in where.items()):
+                cells[(label, *fractions)].append(score(r))
     out = {}
-    for script in args.scripts:
+    for label in panels:
         grid = np.full((len(args.fractions), len(args.fractions)), np.nan)
         for i, value_fraction in enumerate(args.fractions):
             for j, policy_fraction in enumerate(args.fractions):
-                scores = cells.get((script, value_fraction, policy_fraction))
+                scores = cells.get((label, value_fraction, policy_fraction))
                 if scores:
                     grid[i, j] = np.mean(scores)
-        out[script] = grid
+        out[label] = grid
     return out
 
 
-def draw(grids: dict[str, np.ndarray], args: MatrixArgs) -> None:
+def draw(grids: dict[str, np.ndarray], args: MatrixArgs, what: str = "normalised score") -> None:
     figure, axes = plt.subplots(1, len(grids), figsize=(4 * len(grids), 3.6), squeeze=False)
     labels = [f"{f:g}" for f in args.fractions]
     for axis, (script, grid) in zip(axes[0], grids.items()):
@@ -80,7 +93,7 @@ def draw(grids: dict[str, np.ndarray], args: MatrixArgs) -> None:
         axis.set(title=f"{script} ({args.value} value)", xlabel="policy-data fraction", ylabel="value-data fraction",
                  xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels)  # fmt: skip
         figure.colorbar(image, ax=axis, fraction=0.046)
-    figure.suptitle(f"data-scaling matrix on {args.dataset}: normalised score, mean of {len(args.seeds)} seed(s)")
+    figure.suptitle(f"data-scaling matrix on {args.dataset}: {what}, mean of {len(args.seeds)} seed(s)")
     figure.tight_layout()
     figure.savefig(f"{args.out}.png", dpi=80)
     plt.close(figure)

@@ -13,6 +13,10 @@ same run, each timing in a fresh interpreter so the two checkouts never share a 
 `--clock process` counts the CPU seconds of the timing process instead of wall seconds:
 
     python benchmarks/throughput.py --baseline /tmp/before --options eager --clock process
+
+The table beside CORL's and d3rlpy's own trainers, at CORL's nets and batch (the first table of
+benchmarks/results/throughput.md), comes from `python benchmarks/corl.py speed ... --d3rlpy-python ...`, which times
+our side with this file's `updates_per_second`.
 """
 
 import importlib

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 import claims
 import report
 
@@ -116,3 +118,27 @@ def test_test_time_scripts_act_on_the_same_seeds_checkpoint(tmp_path, monkeypatc
     assert sorted((r["seed"], r["flags"]["betas"]) for r in opex) == [(10, "0.1"), (11, "0.1")]
     assert all(r["flags"]["checkpoint"] == str(tmp_path / f"ddpg_bc{r['seed']}" / "checkpoint.pt") for r in opex)
     assert len({r["id"] for r in opex}) == 2 and all("/" not in r["id"] for r in opex)  # ids name log files
+
+
+def test_goal_conditioned_matrix_compares_the_extractions_per_value_learner_on_success_rates(tmp_path):
+    """Hand-made runs of the six value learner x extraction panels: DDPG+BC above AWR in every cell but one of
+    GC-SARSA's, so the claim holds "partly"; the cells are the mean success rate in % over the seeds, never the return."""
+    records = []
+    for learner, where in claims.GC_VALUE_LEARNERS.items():
+        script, flags = where["script"], {k: v for k, v in where.items() if k != "script"}
+        for value_fraction, policy_fraction in ((0.1, 0.1), (0.1, 1.0), (1.0, 0.1), (1.0, 1.0)):
+            for seed, noise in ((10, -0.05), (11, 0.05)):
+                for extraction, rate in (("ddpg_bc", 0.6), ("awr", 0.4)):
+                    if learner == "GC-SARSA" and (value_fraction, policy_fraction) == (1.0, 0.1):
+                        rate = 1.0 - rate  # AWR ahead in this one cell
+                    run = record(script, claims.GC_MATRIX_DATASET, -900.0, seed=seed, extraction=extraction, alpha=0.3,
+                                 value_data_fraction=value_fraction, policy_data_fraction=policy_fraction, **flags)  # fmt: skip
+                    records.append(dict(run, success_rate=rate + noise, task_success_rates=[rate + noise] * 5))
+    (held, numbers), body = claims.gc_matrix(records, str(tmp_path / "gc"), claims.ClaimsArgs("gc-ddpg-bc-vs-awr", seeds=(10, 11)))
+    assert held == "partly"
+    assert "GC-IQL: DDPG+BC ≥ AWR in 4 of 4 cells, mean success over cells DDPG+BC 60.0%, AWR 40.0%" in numbers
+    assert "GC-SARSA: DDPG+BC ≥ AWR in 3 of 4 cells, mean success over cells DDPG+BC 55.0%, AWR 45.0%" in numbers
+    assert "CRL: DDPG+BC ≥ AWR in 4 of 4 cells" in numbers
+    assert "| 1 | 40.0 | 60.0 |" in body  # GC-SARSA's DDPG+BC row at value fraction 1: the cell AWR wins
+    assert all((tmp_path / f"gc_{name}.png").stat().st_size > 1000 for name in ("gc-iql", "gc-sarsa", "crl"))
+    assert claims.tuned_score(records[0]) == pytest.approx(55.0)  # a goal-conditioned run is chosen by its success rate in %

@@ -132,6 +132,23 @@ def test_the_speed_table_gives_medians_and_their_ratio():
     assert lines[4] == "| bc | 100.0 | 200.0 | 2.00x | 100.0, 110.0, 90.0 | 200.0, 190.0, 230.0 | `--hidden-dim 256` |"
 
 
+def test_the_speed_tables_add_d3rlpy_beside_corl_when_it_was_timed():
+    rows = [{"algorithm": "bc", "script": "bc", "option": "eager", "flags": "--hidden-dim 256", "corl": [100.0, 120.0], "d3rlpy": [50.0, 30.0],
+             "ours": [200.0, 180.0]},
+            {"algorithm": "bc compile", "script": "bc", "option": "compile", "flags": "--hidden-dim 256 --compile", "corl": [100.0, 120.0],
+             "d3rlpy": [50.0, 30.0], "ours": [330.0, 330.0]},
+            {"algorithm": "bc (baseline)", "script": "bc", "option": None, "flags": "--hidden-dim 256", "corl": [100.0, 120.0],
+             "d3rlpy": [50.0, 30.0], "ours": [1.0, 1.0]}]  # fmt: skip
+    table = corl.speed_table(rows, "### header").splitlines()
+    assert table[2].startswith("| algorithm | CORL updates/s | d3rlpy updates/s | ours updates/s | ours / CORL | ours / d3rlpy |")
+    assert table[4] == "| bc | 110.0 | 40.0 | 190.0 | 1.73x | 4.75x | 100.0, 120.0 | 50.0, 30.0 | 200.0, 180.0 | `--hidden-dim 256` |"
+    summary = corl.speed_summary(rows, ("eager", "compile")).splitlines()
+    assert summary[0] == "| algorithm | CORL | d3rlpy | ours eager | ours compile |"
+    assert summary[2:] == ["| bc | 110.0 | 40.0 | 190.0 (1.73x; 4.75x) | 330.0 (3.00x; 8.25x) |"]  # the baseline row is left out
+    without = corl.speed_summary([{**row, "d3rlpy": []} for row in rows[:1]], ("eager",)).splitlines()
+    assert without[2] == "| bc | 110.0 | 190.0 (1.73x) |"
+
+
 @pytest.mark.parametrize("algorithm", ["bc", "td3_bc", "iql", "cql", "cal_ql", "dt"])
 def test_our_side_of_every_pair_is_flags_our_scripts_take(local_dataset, algorithm):
     import importlib

@@ -28,7 +28,10 @@ import data
 import dt
 import evaluate
 import evaluation
+import gciql
 import iql
+import ogbench_data
+import ogbench_suite
 import onestep_rl
 import sfbc
 import td3_bc
@@ -128,6 +131,25 @@ assert not ours, ours
     for path, actions in expected.items():
         assert torch.equal(torch.load(path + ".actions"), actions), path
     assert not torch.equal(expected[str(tmp_path / "bc.pt2")], expected[str(tmp_path / "iql.pt2")])
+
+
+def test_a_goal_conditioned_policy_is_scored_on_each_evaluation_goal_and_exported_with_its_goals(tmp_path):
+    """A GC-IQL checkpoint: the run's last evaluation again, goal by goal (OGBench's protocol); the exported program takes
+    (observations, goals), acts as the checkpoint's policy and scores the same."""
+    dataset = "ogbench/pointmaze-medium-navigate-v0"
+    ogbench_suite.generate(dataset.split("/")[1], ogbench_data.directory(), 3, 101, seed=0, progress=False)
+    result = gciql.main(gciql.Args(dataset=dataset, run_dir=str(tmp_path), save_model=True, total_steps=40, batch_size=32, hidden_dim=32,
+                                   hidden_layers=2, eval_every=40, eval_episodes=2, log_every=20, progress=False))  # fmt: skip
+    path = str(tmp_path / "gciql.pt2")
+    evaluated = evaluate.main(evaluate.Args(checkpoint_of(result), episodes=2, export=path))
+    assert evaluated.result.task_success_rates.tolist() == result.task_success_rates and len(result.task_success_rates) == 5
+    assert evaluated.mean_return == result.returns[-1] and evaluated.metadata["goal_conditioned"]
+    state = checkpoints.read_checkpoint(checkpoint_of(result))
+    policy = gciql.make_policy(checkpoints.saved_args(gciql.Args(), state), data.load_dataset(dataset), state, torch.device("cpu"))
+    observations, goals = torch.randn(5, 2) * 5, torch.randn(5, 2) * 5  # pointmaze: (x, y)
+    assert torch.equal(torch.export.load(path).module()(observations, goals), policy(observations, goals))
+    exported = evaluate.main(evaluate.Args(path, episodes=2))
+    assert exported.result.task_success_rates.tolist() == result.task_success_rates
 
 
 def test_an_exported_policy_scores_as_its_checkpoint(trained, tmp_path):

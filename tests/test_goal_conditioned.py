@@ -29,7 +29,8 @@ DATASET = "ogbench/pointmaze-medium-navigate-v0"
 EPISODES, LENGTH = 3, 101  # 300 transitions of OGBench's point maze
 TINY = dict(dataset=DATASET, total_steps=40, batch_size=32, hidden_dim=32, hidden_layers=2, eval_every=40, eval_episodes=1, log_every=20, progress=False)
 RUNS = [(gcbc, {}), (gciql, {}), (gciql, {"extraction": "awr"}), (crl, {"latent_dim": 16}), (crl, {"latent_dim": 16, "extraction": "awr"}),
-        (hiql, {"rep_dim": 4, "subgoal_steps": 5})]
+        (hiql, {"rep_dim": 4, "subgoal_steps": 5}),
+        (gciql, {"extraction": "awr", "value_data_fraction": 0.5}), (crl, {"latent_dim": 16, "policy_data_fraction": 0.5})]  # a cell of the data-scaling matrix each
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +107,8 @@ def test_gciql_value_learns_the_discounted_steps_to_the_goal():
     optimizers = {name: torch.optim.Adam(n.parameters(), lr=1e-3) for name, n in (("actor", actor), ("critic", critic), ("value", value))}
     generator = torch.Generator().manual_seed(1)
     for _ in range(1_500):
-        metrics = gciql.update(sampler.sample(64, generator), actor, critic, target, value, optimizers, args)
+        batch = sampler.sample(64, generator)
+        metrics = gciql.update(batch, batch, actor, critic, target, value, optimizers, args)
     assert all(math.isfinite(float(v)) for v in metrics.values())
     s = torch.full((5, 1), 5.0)
     steps = torch.tensor([0.0, 1.0, 2.0, 4.0, 8.0])
@@ -117,7 +119,36 @@ def test_gciql_value_learns_the_discounted_steps_to_the_goal():
     assert (v.diff() < 0).all()  # farther goals are worth less
 
 
-@pytest.mark.parametrize(("script", "flags"), RUNS, ids=lambda x: getattr(x, "__name__", None) or x.get("extraction", ""))
+@pytest.mark.parametrize("script", [gciql, crl])
+def test_the_policy_learns_on_the_policy_batch_and_the_critics_on_the_value_batch(script):
+    """The data-scaling matrix's two data sizes reach the losses apart: each loss, computed by hand from the networks as
+    they were before the step, on its own batch only (DDPG+BC's BC term on the policy batch, the critics' on the other)."""
+    torch.manual_seed(0)
+    sampler = goals.GoalSampler(chain(), 0.9, goals.GoalMix(0.2, 0.3, geometric=True), goals.GoalMix())
+    value_batch, policy_batch = sampler.sample(16, torch.Generator().manual_seed(1)), sampler.sample(16, torch.Generator().manual_seed(2))
+    actor = gciql.GoalActor(1, 1, 1, 16, 1, -np.ones(1), np.ones(1)) if script is gciql else crl.GoalActor(1, 1, 1, 16, 1, -np.ones(1), np.ones(1))
+    args = script.Args(alpha=0.7, discount=0.9)
+    s, a, g = value_batch.observations, value_batch.actions, value_batch.value_goals
+    if script is gciql:
+        critic, value = gciql.GoalCritics(1, 1, 16, 2, True), gciql.GoalValue(1, 16, 2, True)
+        target = copy.deepcopy(critic).requires_grad_(False)
+        networks = (actor, critic, target, value)
+        with torch.no_grad():
+            critic_loss = ((critic(s, g, a) - (value_batch.rewards + 0.9 * value_batch.masks * value(value_batch.next_observations, g))) ** 2).mean(1).sum()
+    else:
+        critic, value = crl.BilinearCritics(2, 2, 1, 16, 2, 8, True), None
+        networks = (actor, critic, value)
+        with torch.no_grad():
+            critic_loss = crl.contrastive_loss(critic, torch.cat([s, a], -1), g)[0]
+    with torch.no_grad():
+        bc_loss = -(0.7 * actor.log_prob(policy_batch.observations, policy_batch.actor_goals, policy_batch.actions)).mean()
+    optimizers = {name: torch.optim.Adam(n.parameters(), lr=1e-3) for name, n in (("actor", actor), ("critic", critic), ("value", value)) if n is not None}
+    metrics = script.update(value_batch, policy_batch, *networks, optimizers, args)
+    assert metrics["losses/bc"].item() == pytest.approx(bc_loss.item(), rel=1e-5)
+    assert metrics["losses/critic"].item() == pytest.approx(critic_loss.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize(("script", "flags"), RUNS, ids=lambda x: getattr(x, "__name__", None) or "-".join(f"{k}={v}" for k, v in x.items()))
 def test_each_script_trains_and_is_scored_on_every_evaluation_goal(maze_file, script, flags, run_dir):
     result = script.main(script.Args(run_dir=run_dir, save_model=True, **TINY, **flags))
     events = EventAccumulator(result.run_path).Reload()

@@ -88,8 +88,8 @@ class ExportedPolicy(torch.nn.Module):
         super().__init__()
         self.policy = policy
 
-    def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.policy(observations)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:  # observations; a goal-conditioned policy's goals too
+        return self.policy(*inputs)
 
 
 def load_policy(path: str, device: torch.device) -> tuple[Callable[[torch.Tensor], torch.Tensor], dict, minari.MinariDataset]:
@@ -106,17 +106,27 @@ def load_policy(path: str, device: torch.device) -> tuple[Callable[[torch.Tensor
     args = checkpoints.saved_args(script.Args(), state)
     dataset = data.load_dataset(args.dataset)
     metadata = {"algorithm": state["algorithm"], "dataset": args.dataset, "step": state["step"], "seed": args.seed,
-                "eval_episodes": args.eval_episodes, "args": state["args"]}  # fmt: skip
+                "eval_episodes": args.eval_episodes, "args": state["args"], "goal_conditioned": goal_conditioned(args.dataset)}  # fmt: skip
     return script.make_policy(args, dataset, state, device), metadata, dataset
 
 
+def goal_conditioned(dataset_id: str) -> bool:
+    """OGBench's goal-conditioned ids (no `singletask`): their policies act as policy(observations, goals) and are
+    scored on the env's evaluation goals (evaluation.evaluate(goal_conditioned=True)), as the goal-conditioned
+    scripts' runs are."""
+    return dataset_id.startswith("ogbench/") and "singletask" not in dataset_id
+
+
 def export(policy: Callable, metadata: dict, example: torch.Tensor, path: str) -> str:
-    """The policy as a torch.export program at `path`, for 1 to MAX_BATCH observations a call, metadata inside."""
+    """The policy as a torch.export program at `path`, for 1 to MAX_BATCH observations a call (and as many goals,
+    each a whole observation, for a goal-conditioned policy), metadata inside."""
     if hasattr(policy, "on_reward"):  # dt.ContextPolicy
         raise ValueError(f"{metadata['algorithm']}'s policy acts on its history of returns, states and actions, not on the "
                          "state alone: --export covers state-only policies; share its checkpoint.pt (--push-to-hub) instead.")  # fmt: skip
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    program = torch.export.export(ExportedPolicy(policy), (example,), dynamic_shapes={"observations": {0: batch}})
+    # goals are observations (OGBench); a copy, as one tensor given twice would be traced as one input
+    inputs = (example, example.clone()) if metadata.get("goal_conditioned") else (example,)
+    program = torch.export.export(ExportedPolicy(policy), inputs, dynamic_shapes={"inputs": tuple({0: batch} for _ in inputs)})
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     torch.export.save(program, path, extra_files={METADATA: json.dumps(metadata)})
     return path
@@ -177,8 +187,10 @@ def scores(evaluated: Evaluated) -> dict:
 def model_card(repo_id: str, evaluated: Evaluated, files: list[str]) -> str:
     m, s = evaluated.metadata, scores(evaluated)
     usage = ("```python\nimport torch\n\npolicy = torch.export.load('policy.pt2').module()\n"
-             "actions = policy(torch.as_tensor(observations, dtype=torch.float32))  # (batch, obs_dim) -> (batch, act_dim)\n```\n"
-             "Dict observations are flattened as cleanoffrl's `data.flatten_observation` does: observation, achieved_goal, "
+             + ("actions = policy(observations, goals)  # goal-conditioned: (batch, obs_dim) twice -> (batch, act_dim)\n```\n"
+                if m.get("goal_conditioned") else
+                "actions = policy(torch.as_tensor(observations, dtype=torch.float32))  # (batch, obs_dim) -> (batch, act_dim)\n```\n")
+             + "Dict observations are flattened as cleanoffrl's `data.flatten_observation` does: observation, achieved_goal, "
              "desired_goal, then any other keys sorted, concatenated.\n") if "policy.pt2" in files else ""  # fmt: skip
     return (f"---\ntags: [reinforcement-learning, offline-reinforcement-learning, cleanoffrl]\n---\n\n"
             f"# {m['algorithm']} on {m['dataset']}\n\nTrained by cleanoffrl's `algorithms/{m['algorithm']}.py` for {m['step']} "
@@ -204,13 +216,17 @@ def main(args: Args) -> Evaluated:
     if args.episodes:
         envs = evaluation.make_eval_envs(dataset, args.episodes, args.capture_video)
         first = evaluation.first_seed(seed)
-        result = evaluation.evaluate(policy, envs, dataset, seed=first, device=device, on_reward=getattr(policy, "on_reward", None))
+        result = evaluation.evaluate(policy, envs, dataset, seed=first, device=device, on_reward=getattr(policy, "on_reward", None),
+                                     goal_conditioned=metadata.get("goal_conditioned", False))  # fmt: skip
         envs.close()
         evaluated = dataclasses.replace(evaluated, normalized_score=result.normalized_mean, mean_return=result.mean,
                                         success_rate=result.success_rate, result=result)  # fmt: skip
         spread = f" ± {result.normalized.std(ddof=1):.1f} (sample std over episodes)" if args.episodes > 1 else ""
         success = f", success {100 * result.success_rate:.0f}%" if np.isfinite(result.success_rate) else ""
-        print(f"{metadata['dataset']} {metadata['algorithm']} step {metadata['step']}, {args.episodes} episodes from env seed "
+        if result.task_success_rates is not None:  # OGBench's protocol: --episodes episodes for each evaluation goal
+            success += f" (goals 1-{len(result.task_success_rates)}: " + " ".join(f"{100 * r:.0f}%" for r in result.task_success_rates) + ")"
+        per_goal = " per evaluation goal" if result.task_success_rates is not None else ""
+        print(f"{metadata['dataset']} {metadata['algorithm']} step {metadata['step']}, {args.episodes} episodes{per_goal} from env seed "
               f"{first}: normalized score {result.normalized_mean:.1f}{spread} (return {result.mean:.1f}){success}")  # fmt: skip
         if result.frames is not None:
             video_dir = args.video_dir or os.path.join(os.path.dirname(os.path.abspath(path)), "videos")
