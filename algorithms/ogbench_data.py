@@ -36,8 +36,13 @@ import data
 NAMESPACE = "ogbench"
 LOCAL_SUITE = ()  # data.is_local is False for ogbench/* ids: they are not Minari datasets, load_dataset() loads them
 DIRECTORY_VARIABLE = "CLEANOFFRL_OGBENCH_DIR"  # where the files are read and built; default OGBench's ~/.ogbench/data
-LOCAL_EPISODES = 100  # a first local build: 100 episodes of 1,000 transitions (a tenth of OGBench's), minutes on one core
+LOCAL_DIVISOR = 10  # a first local build has a tenth of OGBench's episodes (100 x 1,000 or 500 x 200): minutes on one core
 DOWNLOAD_TIMEOUT_S = 10  # no answer in this long: no network, build locally
+
+
+def local_episodes(recipe) -> int:
+    """Episodes of the local build made on first use: a tenth of OGBench's, at least one."""
+    return max(1, recipe.episodes // LOCAL_DIVISOR)
 
 
 def directory() -> Path:
@@ -89,10 +94,10 @@ def dataset_file(dataset_id: str) -> tuple[Path, str]:
         if why is not None:
             recipe = suite().recipe_for(name)  # refuses (one sentence) what cannot be generated here
             print(f"{dataset_id}: OGBench's file {train.name} is not in {folder} and could not be downloaded ({why}); "
-                  f"building a LOCAL version with OGBench's envs and oracles: {LOCAL_EPISODES} episodes x "
+                  f"building a LOCAL version with OGBench's envs and oracles: {local_episodes(recipe)} episodes x "
                   f"{recipe.episode_length - 1} transitions (OGBench's: {recipe.episodes}). The full size: "
                   f"`python algorithms/ogbench_suite.py {suite().file_name(name)} --directory {folder}`.")  # fmt: skip
-            suite().generate(name, folder, episodes=min(LOCAL_EPISODES, recipe.episodes))
+            suite().generate(name, folder, episodes=local_episodes(recipe))
     info = suite().local_build_info(train)
     if info is None:
         return train, f"OGBench's official file {train}"

@@ -270,7 +270,7 @@ def ensure_dataset(args: Args) -> str:
     train, val = ogbench_suite.dataset_paths(name, args.data_dir)
     if not (train.exists() and val.exists()):
         recipe = ogbench_suite.recipe_for(name)
-        ogbench_suite.generate(name, args.data_dir, episodes=min(ogbench_data.LOCAL_EPISODES, recipe.episodes))
+        ogbench_suite.generate(name, args.data_dir, episodes=ogbench_data.local_episodes(recipe))
     return str(train)
 
 

@@ -122,7 +122,7 @@ def test_goal_conditioned_id_loads_without_rewards(cube_file):
 def test_missing_file_is_built_locally_with_progress_and_said(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv(ogbench_data.DIRECTORY_VARIABLE, str(tmp_path))
     monkeypatch.setattr(ogbench_data, "download_official", lambda name, folder: "URLError: no network")
-    monkeypatch.setattr(ogbench_data, "LOCAL_EPISODES", 2)
+    monkeypatch.setattr(ogbench_data, "LOCAL_DIVISOR", 500)  # 1,000 // 500: two episodes
     dataset = data.load_dataset("ogbench/pointmaze-medium-navigate-singletask-v0")
     said = capsys.readouterr()
     assert "could not be downloaded (URLError: no network)" in said.out and "ogbench_suite.py pointmaze-medium-navigate-v0" in said.out
