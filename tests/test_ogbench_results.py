@@ -39,6 +39,8 @@ def test_cells_give_mean_std_over_finished_seeds_and_say_k_of_n():
     success, details = results.results_table(records)
     row = next(line for line in success.splitlines() if line.startswith("| cube-single"))
     assert "40.0 ± 20.0 (3 of 3 runs)" in row  # mean 40, sample std 20
+    assert f"40.0 ± 20.0 (3 of 3 runs); FQL: {results.PUBLISHED[(CUBE, 'iql')][0]}" in row  # the published figure beside
+    assert "— (0 of 3 runs) |" in row  # td3_bc: nothing published, nothing appended
     assert "10.0 (1 of 3 runs)" in row  # one seed: no spread, and says so
     assert "— (0 of 3 runs)" in row  # td3_bc and rebrac: nothing yet
     assert "not run" in row  # cql is not planned on cube
