@@ -20,7 +20,7 @@ learning curves of its runs (from the recorded evaluations, so they redraw anywh
 from the numbers, never typed: "yes" when the claim holds in every comparison it names, "partly" when in some,
 "no" when in none; a win is a 95% bootstrap interval of the mean over seeds wholly above the other's (no overlap).
 With --readme the claims table of README.md (between `<!-- claims:start -->` and
-`<!-- claims:end -->`) is regenerated. Budgets are CPU-sized (thousands of updates, not the papers' million)
+`<!-- claims:end -->`) is regenerated: every row with `all`, the claim's own row with one claim. Budgets are CPU-sized (thousands of updates, not the papers' million)
 and stated in every report, with the claim's compute time.
 """
 
@@ -163,7 +163,7 @@ class ClaimsArgs:
     work_dir: str = "benchmarks/out/claims"
     """each run's log and TensorBoard folder go under <work_dir>/<claim>/"""
     readme: str | None = None
-    """regenerate the claims table of this README from the reports"""
+    """regenerate the claims table of this README from the reports (one claim: its row only, the others kept)"""
     checkpoint_every: int = CHECKPOINT_EVERY
     """each training run writes a checkpoint every N updates, and a cut-off one resumes from it; 0 = never"""
     run: bool = True
@@ -490,21 +490,29 @@ def run_claim(claim: str, args: ClaimsArgs) -> tuple[str, str]:
     return result
 
 
-def readme_table(results: dict[str, tuple[str, str]]) -> str:
+def readme_table(results: dict[str, tuple[str, str]], previous: str = "") -> str:
+    """The claims table: a row per claim, from `results` where it ran now, else its row in `previous` (the table as
+    it stood), else "not run yet"."""
     lines = ["| claim | held here? | numbers (command) |", "|---|---|---|"]
-    for claim, (held, numbers) in results.items():
-        link = "" if held == "not run yet" else f" ([report](benchmarks/results/claims/{claim}.md))"
-        lines.append(f"| {TITLES[claim]} | **{held}** | {numbers}{link} |")
+    previous_rows = {line.split(" | ")[0].removeprefix("| "): line for line in previous.splitlines() if line.startswith("| ")}
+    for claim, title in TITLES.items():
+        if claim in results:
+            held, numbers = results[claim]
+            link = "" if held == "not run yet" else f" ([report](benchmarks/results/claims/{claim}.md))"
+            lines.append(f"| {title} | **{held}** | {numbers}{link} |")
+        else:
+            lines.append(previous_rows.get(title, f"| {title} | **not run yet** | `python benchmarks/claims.py {claim}` has not finished a run |"))
     return "\n".join(lines)
 
 
 def main(args: ClaimsArgs) -> dict[str, tuple[str, str]]:
     claims = list(TITLES) if args.claim == "all" else [args.claim]
     results = {claim: run_claim(claim, args) for claim in claims}
-    if args.readme:
-        if len(results) < len(TITLES):
-            raise SystemExit("--readme needs every claim: run `python benchmarks/claims.py all --readme README.md`.")
-        report.write_readme(args.readme, readme_table(results), START, END)
+    if args.readme:  # one claim rewrites its own row; the others keep theirs
+        with open(args.readme) as f:
+            text = f.read()
+        previous = text.split(START, 1)[1].split(END, 1)[0] if START in text and END in text else ""
+        report.write_readme(args.readme, readme_table(results, previous), START, END)
     return results
 
 

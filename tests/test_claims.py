@@ -64,6 +64,11 @@ def test_test_time_verdict_reads_the_chosen_beta(tmp_path):
     report.write_readme(str(readme), claims.readme_table({"test-time": (held, numbers)}), claims.START, claims.END)
     text = readme.read_text()
     assert "old table" not in text and "| **partly** |" in text and text.endswith(f"{claims.END}\nrest\n")
+    # one claim rewritten later: its row changes, every other row stays as it stood
+    stitching_row = f"| {claims.TITLES['stitching']} | **yes** | kept |"
+    rows = claims.readme_table({"test-time": ("no", "newer")}, claims.readme_table({"test-time": (held, numbers)}) + "\n" + stitching_row)
+    assert len(rows.splitlines()) == 2 + len(claims.TITLES)
+    assert f"| {claims.TITLES['test-time']} | **no** | newer" in rows and stitching_row in rows and "| **partly** |" not in rows
 
 
 def test_tuned_values_are_chosen_per_cell_on_the_tuning_seeds_only(tmp_path, monkeypatch):
