@@ -264,7 +264,7 @@ class Run:
             self.success_rate = result.success_rate
             self.task_success_rates = [] if result.task_success_rates is None else result.task_success_rates.tolist()
             if self._progress is not None:
-                self._progress.set_postfix(score=f"{result.normalized_mean:.1f}")
+                self._progress.set_postfix(progress_postfix(result))
 
     def add_gif(self, tag: str, frames: np.ndarray, fps: float, step: int, max_frames: int = 100, max_side: int = 160) -> None:
         """An episode as an animated GIF in TensorBoard's Images tab, what SummaryWriter.add_video writes, without
@@ -294,6 +294,16 @@ class Run:
         print(f"{self.dataset_id} {self.algorithm} seed {self.args.seed}: {said}{speed}, logs in {self.path}")
         return RunResult(score, self.scores, self.returns, updates_per_s, self.path, self.policy_scores, self.success_rate, self.eval_steps,
                          self.task_success_rates)  # fmt: skip
+
+
+def progress_postfix(result) -> dict[str, str]:
+    """What the progress bar shows after an evaluation: the normalised score where the dataset has reference scores,
+    else the success rate where the env reports one (OGBench), else the return."""
+    if np.isfinite(result.normalized_mean):
+        return {"score": f"{result.normalized_mean:.1f}"}
+    if np.isfinite(result.success_rate):
+        return {"success": f"{100 * result.success_rate:.0f}%", "return": f"{result.mean:.0f}"}
+    return {"return": f"{result.mean:.1f}"}
 
 
 def new_run_folder(run_dir: str, name: str) -> str:

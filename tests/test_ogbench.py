@@ -32,6 +32,7 @@ import opex
 import rebrac
 import sfbc
 import td3_bc
+import training
 import ttt
 
 DATASET = "ogbench/cube-single-play-singletask-task2-v0"
@@ -110,6 +111,9 @@ def test_task_is_selected_by_id_and_evaluated_in_ogbench_single_task_env(cube_fi
     hold_still = lambda obs: torch.zeros(len(obs), 5)  # noqa: E731 - never touches the cube: never succeeds
     result = evaluation.evaluate(hold_still, envs, dataset)
     assert result.success_rate == 0 and list(result.returns) == [-200, -200] and list(result.lengths) == [200, 200]
+    # no reference scores on OGBench: the progress bar shows the success rate and the return, never "score=nan"
+    assert training.progress_postfix(result) == {"success": "0%", "return": "-200"}
+    assert training.progress_postfix(dataclasses.replace(result, normalized=np.array([40.0, 60.0]))) == {"score": "50.0"}
 
 
 def test_goal_conditioned_id_loads_without_rewards(cube_file):
