@@ -35,6 +35,7 @@ import hashlib
 import importlib
 import itertools
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -272,12 +273,21 @@ def main(args: SweepArgs, runs: list[dict] | None = None) -> list[dict]:
             with open(args.results, "a") as f:  # appended as each run finishes: an interrupted sweep loses nothing
                 f.write(json.dumps(record) + "\n")
             records.append(record)
-            progress.set_postfix(last=f"{record['status']} {record.get('normalized_score', float('nan')):.1f}")
+            progress.set_postfix(last=last_run_summary(record))
             progress.update()
     failed = [r["id"] for r in records if r["status"] != "ok"]
     if failed:
         print(f"{len(failed)} runs failed (see their logs in {args.logs}): {', '.join(failed)}")
     return records
+
+
+def last_run_summary(record: dict) -> str:
+    """The progress bar's word on the run that just finished: its status and normalised score, or its success rate
+    where the dataset has no reference scores (OGBench)."""
+    score, success = record.get("normalized_score", float("nan")), record.get("success_rate", float("nan"))
+    if not math.isfinite(score) and math.isfinite(success):
+        return f"{record['status']} {100 * success:.0f}% success"
+    return f"{record['status']} {score:.1f}"
 
 
 if __name__ == "__main__":

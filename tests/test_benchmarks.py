@@ -177,6 +177,12 @@ def test_checkpoint_already_at_total_steps_starts_over(tmp_path):
     assert sweep.resumable_checkpoint(str(tmp_path / "nothing_yet"), 500) == (None, 0)
 
 
+def test_sweep_progress_names_the_score_or_else_the_success_rate():
+    assert sweep.last_run_summary({"status": "ok", "normalized_score": 71.34, "success_rate": 0.5}) == "ok 71.3"
+    assert sweep.last_run_summary({"status": "ok", "normalized_score": float("nan"), "success_rate": 0.35}) == "ok 35% success"
+    assert sweep.last_run_summary({"status": "failed"}) == "failed nan"
+
+
 def test_finetune_report_finds_the_dip_and_computes_the_verdict(tmp_path):
     """Hand-made curves: CQL falls 30 points right after going online and recovers, Cal-QL dips 2; the verdict and
     the table's before / dip / end come from these numbers."""
