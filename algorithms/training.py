@@ -296,7 +296,7 @@ class Run:
                          self.task_success_rates)  # fmt: skip
 
 
-def progress_postfix(result) -> dict[str, str]:
+def progress_postfix(result: evaluation.EvalResult) -> dict[str, str]:
     """What the progress bar shows after an evaluation: the normalised score where the dataset has reference scores,
     else the success rate where the env reports one (OGBench), else the return."""
     if np.isfinite(result.normalized_mean):

@@ -19,9 +19,9 @@ written every CHECKPOINT_EVERY updates) and writes benchmarks/results/claims/<cl
 learning curves of its runs (from the recorded evaluations, so they redraw anywhere). The verdict is computed
 from the numbers, never typed: "yes" when the claim holds in every comparison it names, "partly" when in some,
 "no" when in none; a win is a 95% bootstrap interval of the mean over seeds wholly above the other's (no overlap).
-With --readme the claims table of README.md (between `<!-- claims:start -->` and
-`<!-- claims:end -->`) is regenerated: every row with `all`, the claim's own row with one claim. Budgets are CPU-sized (thousands of updates, not the papers' million)
-and stated in every report, with the claim's compute time.
+With --readme the claims table of README.md (between `<!-- claims:start -->` and `<!-- claims:end -->`) is
+regenerated: every row with `all`, the claim's own row with one claim. Budgets are CPU-sized (thousands of updates,
+not the papers' million) and stated in every report, with the claim's compute time.
 """
 
 import itertools
